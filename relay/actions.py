@@ -1,0 +1,58 @@
+"""The webhook actions of Label Studio 1.23.2 (what ``GET /api/webhooks/info/`` lists).
+
+sql/0001_schema.sql holds the same names for its constraints; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Action(StrEnum):
+    PROJECT_CREATED = "PROJECT_CREATED"
+    PROJECT_UPDATED = "PROJECT_UPDATED"
+    PROJECT_DELETED = "PROJECT_DELETED"
+    TASKS_CREATED = "TASKS_CREATED"
+    TASKS_DELETED = "TASKS_DELETED"
+    ANNOTATION_CREATED = "ANNOTATION_CREATED"
+    ANNOTATIONS_CREATED = "ANNOTATIONS_CREATED"
+    ANNOTATION_UPDATED = "ANNOTATION_UPDATED"
+    ANNOTATIONS_DELETED = "ANNOTATIONS_DELETED"
+    LABEL_LINK_CREATED = "LABEL_LINK_CREATED"
+    LABEL_LINK_UPDATED = "LABEL_LINK_UPDATED"
+    LABEL_LINK_DELETED = "LABEL_LINK_DELETED"
+
+
+# Not a Label Studio action: what `POST /api/webhooks/<id>/test` sends to one webhook.
+PING = "PING"
+
+
+@dataclass(frozen=True)
+class ActionInfo:
+    name: str
+    description: str
+    key: str
+    organization_only: bool
+
+
+CATALOG: dict[Action, ActionInfo] = {
+    Action.PROJECT_CREATED: ActionInfo("Project created", "", "project", True),
+    Action.PROJECT_UPDATED: ActionInfo("Project updated", "", "project", False),
+    Action.PROJECT_DELETED: ActionInfo("Project deleted", "", "project", True),
+    Action.TASKS_CREATED: ActionInfo("Task created", "", "tasks", False),
+    Action.TASKS_DELETED: ActionInfo("Task deleted", "", "tasks", False),
+    Action.ANNOTATION_CREATED: ActionInfo("Annotation created", "", "annotation", False),
+    Action.ANNOTATIONS_CREATED: ActionInfo("Annotations created", "", "annotation", False),
+    Action.ANNOTATION_UPDATED: ActionInfo("Annotation updated", "", "annotation", False),
+    Action.ANNOTATIONS_DELETED: ActionInfo("Annotation deleted", "", "annotations", False),
+    Action.LABEL_LINK_CREATED: ActionInfo("Label link created", "", "label_link", False),
+    Action.LABEL_LINK_UPDATED: ActionInfo("Label link updated", "", "label_link", False),
+    Action.LABEL_LINK_DELETED: ActionInfo("Label link deleted", "", "label_link", False),
+}
+
+ORGANIZATION_ONLY = frozenset(a for a, info in CATALOG.items() if info.organization_only)
+
+# Actions whose payload lists full rows: split into chunks of at most WEBHOOK_BATCH_SIZE rows, each
+# POSTed with the full project (Label Studio does this for imports).
+CHUNKED = frozenset({Action.TASKS_CREATED, Action.ANNOTATIONS_CREATED})

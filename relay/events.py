@@ -1,0 +1,166 @@
+"""Grouping: the changes of committed transactions become webhook events (DESIGN.md §4).
+
+Pure: a list of ``Change`` in, a list of ``Event`` out. A transaction is judged by its net effect,
+the way its readers saw it: rows created and deleted in the same transaction are no event, child
+rows deleted with their parent are covered by the parent's event, annotations inserted together
+with their task are an import (Label Studio is silent about those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from relay.actions import Action
+
+
+@dataclass(frozen=True)
+class Change:
+    """One outbox.change row: one statement's effect on one watched table, for one project."""
+
+    id: int
+    xid: int
+    table: str
+    op: str
+    project_id: int | None
+    organization_id: int | None
+    row_ids: tuple[int, ...]
+    # task_completion only: the task of each row, parallel to row_ids
+    task_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """One webhook action for one project from one committed transaction."""
+
+    xid: int | None
+    action: str
+    organization_id: int | None
+    project_id: int | None
+    row_ids: tuple[int, ...]
+
+
+@dataclass
+class _Rows:
+    """Ids seen in one transaction for one (table, op), per project, in capture order."""
+
+    by_project: dict[int, dict[int, int | None]] = field(default_factory=dict)
+    first_change: dict[int, int] = field(default_factory=dict)
+
+    def add(self, change: Change) -> None:
+        assert change.project_id is not None
+        rows = self.by_project.setdefault(change.project_id, {})
+        self.first_change.setdefault(change.project_id, change.id)
+        parents = change.task_ids or (None,) * len(change.row_ids)
+        for row_id, parent in zip(change.row_ids, parents, strict=True):
+            rows.setdefault(row_id, parent)
+
+    def ids(self) -> set[int]:
+        return {row_id for rows in self.by_project.values() for row_id in rows}
+
+
+def group_changes(changes: Iterable[Change]) -> list[Event]:
+    """Events of every transaction in ``changes``, transactions in order of their first change."""
+    transactions: dict[int, list[Change]] = {}
+    for change in sorted(changes, key=lambda c: c.id):
+        transactions.setdefault(change.xid, []).append(change)
+    return [event for batch in transactions.values() for event in _transaction_events(batch)]
+
+
+def _transaction_events(changes: Sequence[Change]) -> list[Event]:
+    xid = changes[0].xid
+    organization: dict[int, int] = {}
+    seen: dict[tuple[str, str], _Rows] = {}
+    for change in changes:
+        if change.project_id is None:
+            continue
+        if change.organization_id is not None:
+            organization.setdefault(change.project_id, change.organization_id)
+        seen.setdefault((change.table, change.op), _Rows()).add(change)
+
+    def rows(table: str, op: str) -> _Rows:
+        return seen.get((table, op), _Rows())
+
+    projects_created = rows("project", "INSERT")
+    projects_updated = rows("project", "UPDATE")
+    projects_deleted = rows("project", "DELETE")
+    tasks_created = rows("task", "INSERT")
+    tasks_deleted = rows("task", "DELETE")
+    annotations_created = rows("task_completion", "INSERT")
+    annotations_updated = rows("task_completion", "UPDATE")
+    annotations_deleted = rows("task_completion", "DELETE")
+
+    created_projects = set(projects_created.by_project)
+    deleted_projects = set(projects_deleted.by_project)
+    created_tasks = tasks_created.ids()
+    deleted_tasks = tasks_deleted.ids()
+    created_annotations = annotations_created.ids()
+    deleted_annotations = annotations_deleted.ids()
+
+    # (first change id, order within that change, event): sorted at the end so events follow the
+    # order in which the transaction made its changes.
+    found: list[tuple[int, int, Event]] = []
+
+    def emit(first: int, action: Action, project: int, ids: Sequence[int], seq: int = 0) -> None:
+        found.append((first, seq, Event(xid, action, organization.get(project), project, tuple(ids))))
+
+    for project, first in projects_created.first_change.items():
+        if project not in deleted_projects:
+            emit(first, Action.PROJECT_CREATED, project, [project])
+    for project, first in projects_updated.first_change.items():
+        if project not in created_projects and project not in deleted_projects:
+            emit(first, Action.PROJECT_UPDATED, project, [project])
+    for project, first in projects_deleted.first_change.items():
+        if project not in created_projects:
+            emit(first, Action.PROJECT_DELETED, project, [project])
+
+    live = [p for p in tasks_created.by_project if p not in deleted_projects]
+    for project in live:
+        ids = [t for t in tasks_created.by_project[project] if t not in deleted_tasks]
+        if ids:
+            emit(tasks_created.first_change[project], Action.TASKS_CREATED, project, ids)
+
+    for project, created in annotations_created.by_project.items():
+        if project in deleted_projects:
+            continue
+        ids = [
+            a
+            for a, task in created.items()
+            if task not in created_tasks and task not in deleted_tasks and a not in deleted_annotations
+        ]
+        if len(ids) == 1:
+            emit(annotations_created.first_change[project], Action.ANNOTATION_CREATED, project, ids)
+        elif ids:
+            emit(annotations_created.first_change[project], Action.ANNOTATIONS_CREATED, project, ids)
+
+    for project, updated in annotations_updated.by_project.items():
+        if project in deleted_projects:
+            continue
+        first = annotations_updated.first_change[project]
+        for seq, (annotation, task) in enumerate(updated.items()):
+            if annotation in created_annotations or annotation in deleted_annotations:
+                continue
+            if task in deleted_tasks:
+                continue
+            emit(first, Action.ANNOTATION_UPDATED, project, [annotation], seq)
+
+    for project, deleted in tasks_deleted.by_project.items():
+        if project in deleted_projects:
+            continue
+        ids = [t for t in deleted if t not in created_tasks]
+        if ids:
+            emit(tasks_deleted.first_change[project], Action.TASKS_DELETED, project, ids)
+
+    for project, deleted in annotations_deleted.by_project.items():
+        if project in deleted_projects:
+            continue
+        ids = [
+            a
+            for a, task in deleted.items()
+            if task not in deleted_tasks and a not in created_annotations
+        ]
+        if ids:
+            emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
+
+    found.sort(key=lambda item: (item[0], item[1]))
+    return [event for _, _, event in found]

@@ -1,0 +1,177 @@
+"""Payloads: rows become the JSON bodies Label Studio would send (DESIGN.md §5).
+
+Pure. Objects carry exactly Label Studio's keys in its order (shared/label-studio/schema.md),
+foreign keys without ``_id``; rows come from SQL already in UTC (orjson writes the ``Z``), and jsonb
+columns arrive as ``orjson.Fragment`` so they pass through without being parsed. A row that is gone
+by the time the payload is built is sent as ``{"id": N}``: the event is never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from relay.actions import PING, Action
+
+Row = Mapping[str, Any]
+Body = dict[str, Any]
+
+
+def _fields(*names: str) -> tuple[tuple[str, str], ...]:
+    """(payload key, column) pairs; a key ending in ``>`` is a foreign key read from ``<key>_id``."""
+    return tuple((n[:-1], f"{n[:-1]}_id") if n.endswith(">") else (n, n) for n in names)
+
+
+COUNTERS = (
+    "task_number",
+    "finished_task_number",
+    "total_predictions_number",
+    "total_annotations_number",
+    "num_tasks_with_annotations",
+    "useful_annotation_number",
+    "ground_truth_number",
+    "skipped_annotations_number",
+)
+
+PROJECT_FIELDS = _fields(
+    "id", *COUNTERS, "title", "description", "label_config", "parsed_label_config",
+    "label_config_hash", "expert_instruction", "show_instruction", "show_skip_button",
+    "enable_empty_annotation", "reveal_preannotations_interactively", "show_annotation_history",
+    "show_collab_predictions", "evaluate_predictions_automatically", "token", "result_count",
+    "color", "maximum_annotations", "min_annotations_to_start_training", "control_weights",
+    "model_version", "data_types", "is_draft", "is_published", "created_at", "updated_at",
+    "sampling", "skip_queue", "show_ground_truth_first", "annotator_evaluation_enabled",
+    "show_overlap_first", "overlap_cohort_percentage", "task_data_login", "task_data_password",
+    "pinned_at", "custom_task_lock_ttl", "deleted_at", "purge_at", "search_vector",
+    "organization>", "created_by>", "deleted_by>",
+)  # fmt: skip
+
+TASK_FIELDS = _fields(
+    "id", "data", "meta", "created_at", "updated_at", "is_labeled", "allow_skip", "overlap",
+    "inner_id", "total_annotations", "cancelled_annotations", "total_predictions",
+    "precomputed_agreement", "comment_count", "unresolved_comment_count",
+    "last_comment_updated_at", "project>", "updated_by>", "file_upload>", "comment_authors",
+)  # fmt: skip
+
+ANNOTATION_FIELDS = _fields(
+    "id", "result", "was_cancelled", "ground_truth", "created_at", "updated_at",
+    "draft_created_at", "lead_time", "prediction", "result_count", "unique_id", "import_id",
+    "last_action", "bulk_created", "task>", "project>", "completed_by>", "updated_by>",
+    "parent_prediction>", "parent_annotation>", "last_created_by>",
+)  # fmt: skip
+
+
+def _object(fields: tuple[tuple[str, str], ...], row: Row) -> Body:
+    return {key: row.get(column) for key, column in fields}
+
+
+def project_object(row: Row) -> Body:
+    """A project as Label Studio serialises it, counters included (computed by SQL)."""
+    return _object(PROJECT_FIELDS, row)
+
+
+def task_object(row: Row) -> Body:
+    """A task as Label Studio serialises it; ``comment_authors`` is a list of user ids."""
+    return _object(TASK_FIELDS, row)
+
+
+def annotation_object(row: Row) -> Body:
+    """An annotation (a ``task_completion`` row) as Label Studio serialises it."""
+    return _object(ANNOTATION_FIELDS, row)
+
+
+@dataclass
+class Snapshot:
+    """The current rows an event's payload is built from, by id."""
+
+    projects: dict[int, Row] = field(default_factory=dict)
+    tasks: dict[int, Row] = field(default_factory=dict)
+    annotations: dict[int, Row] = field(default_factory=dict)
+
+    def project(self, project_id: int | None) -> Body | None:
+        if project_id is None:
+            return None
+        row = self.projects.get(project_id)
+        return project_object(row) if row is not None else {"id": project_id}
+
+    def task(self, task_id: int | None) -> Body | None:
+        if task_id is None:
+            return None
+        row = self.tasks.get(task_id)
+        return task_object(row) if row is not None else {"id": task_id}
+
+    def annotation(self, annotation_id: int) -> tuple[Body, Body | None]:
+        """The annotation and its task (None when the annotation is gone)."""
+        row = self.annotations.get(annotation_id)
+        if row is None:
+            return {"id": annotation_id}, None
+        return annotation_object(row), self.task(row.get("task_id"))
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Which rows a payload is built from."""
+
+    projects: frozenset[int] = frozenset()
+    tasks: frozenset[int] = frozenset()
+    annotations: frozenset[int] = frozenset()
+
+
+def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
+    """The rows to fetch for one payload (annotations' tasks are fetched with them)."""
+    projects = frozenset() if project_id is None else frozenset({project_id})
+    if action in (Action.PROJECT_CREATED, Action.PROJECT_UPDATED):
+        return Needs(projects=frozenset(row_ids))
+    if action == Action.TASKS_CREATED:
+        return Needs(projects=projects, tasks=frozenset(row_ids))
+    if action in (Action.ANNOTATION_CREATED, Action.ANNOTATIONS_CREATED, Action.ANNOTATION_UPDATED):
+        return Needs(projects=projects, annotations=frozenset(row_ids))
+    if action in (Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED):
+        return Needs(projects=projects)
+    return Needs()
+
+
+def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows: Snapshot) -> Body:
+    """The full body of one event chunk: ``{"action", <key>, "project"?, <nested>?}``."""
+    body: Body = {"action": action}
+    if action in (Action.PROJECT_CREATED, Action.PROJECT_UPDATED):
+        body["project"] = rows.project(row_ids[0])
+    elif action == Action.PROJECT_DELETED:
+        body["project"] = {"id": row_ids[0]}
+    elif action == Action.TASKS_CREATED:
+        body["tasks"] = [rows.task(task_id) for task_id in row_ids]
+        body["project"] = rows.project(project_id)
+    elif action == Action.TASKS_DELETED:
+        body["tasks"] = [{"id": task_id} for task_id in row_ids]
+        body["project"] = rows.project(project_id)
+    elif action in (Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED):
+        annotation, task = rows.annotation(row_ids[0])
+        body["annotation"] = annotation
+        body["project"] = rows.project(project_id)
+        body["task"] = task
+    elif action == Action.ANNOTATIONS_CREATED:
+        pairs = [rows.annotation(annotation_id) for annotation_id in row_ids]
+        body["annotation"] = [annotation for annotation, _ in pairs]
+        body["project"] = rows.project(project_id)
+        body["task"] = [task for _, task in pairs]
+    elif action == Action.ANNOTATIONS_DELETED:
+        body["annotations"] = [{"id": annotation_id} for annotation_id in row_ids]
+        body["project"] = rows.project(project_id)
+    elif action == PING:
+        body["project"] = rows.project(project_id) if project_id is not None else None
+    else:
+        raise ValueError(f"no payload shape for action {action!r}")
+    return body
+
+
+def encode(body: Body) -> bytes:
+    """The bytes sent on the wire."""
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
+
+
+def action_only(action: str) -> bytes:
+    """The body for webhooks with ``send_payload`` off: exactly ``{"action": A}``."""
+    return encode({"action": action})

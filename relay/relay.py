@@ -1,0 +1,452 @@
+"""The relay daemon: wait → route → build → claim → send → record (DESIGN.md §4-§7).
+
+One pipeline task routes committed changes into events, builds payloads whose settle delay has
+passed, and claims due deliveries, which it hands to send tasks; it never waits on HTTP. Send tasks
+POST and push their results to a recorder, which writes them in batches. A listener turns NOTIFY
+into wake-ups, and the pipeline declares itself waiting (so that the capture triggers notify) only
+when it is about to sleep. Any number of relays can run against one database.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import anyio
+import psycopg
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from outbox import __version__, db
+from outbox.config import Settings
+from relay import store
+from relay.deliveries import Claimed, Result, request_headers
+from relay.payloads import action_only
+from relay.ratelimit import TokenBucket
+from relay.schedule import decide, parse_retry_after
+from relay.sender import AiohttpSender, Outcome, Request, Sender
+from relay.urls import AddressPolicy, redact_url
+
+log = logging.getLogger("outbox.relay")
+
+USER_AGENT = f"outbox/{__version__}"
+DATABASE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+ROUTE_LIMIT = 1000
+BUILD_LIMIT = 200
+RECORD_BATCH = 1000
+LEASE_MARGIN = 30.0
+HEARTBEAT_INTERVAL = 15.0
+BODY_CACHE_BYTES = 64 * 1024 * 1024
+
+
+class _Database:
+    """One connection that comes back by itself: capped exponential backoff with jitter."""
+
+    def __init__(self, dsn: str, purpose: str, settings: Settings) -> None:
+        self._dsn = dsn
+        self._purpose = purpose
+        self._settings = settings
+        self._conn: store.Conn | None = None
+        self._failures = 0
+
+    async def get(self) -> store.Conn:
+        while self._conn is None or self._conn.closed:
+            if self._failures:
+                delay = min(10.0, 0.1 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.2)
+                await anyio.sleep(delay)
+            try:
+                self._conn = await db.connect(
+                    self._dsn,
+                    autocommit=True,
+                    application_name=f"outbox-relay-{self._purpose}",
+                    connect_timeout=self._settings.connect_timeout,
+                )
+            except DATABASE_ERRORS as exc:
+                self._failures += 1
+                if self._failures in (1, 5) or self._failures % 20 == 0:
+                    log.warning("database unreachable (%s): %s; retrying", self._purpose, _first_line(exc))
+                continue
+            if self._failures:
+                log.info("database connection restored (%s)", self._purpose)
+            self._failures = 0
+        return self._conn
+
+    async def failed(self, exc: BaseException) -> None:
+        """Forget a connection that raised; the next ``get`` reconnects after a backoff."""
+        if self._failures == 0:
+            log.warning("lost the database connection (%s): %s", self._purpose, _first_line(exc))
+        self._failures += 1
+        await self.close()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with anyio.CancelScope(shield=True):
+                try:
+                    await conn.close()
+                except DATABASE_ERRORS:
+                    pass
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class _BodyCache:
+    """Recently built bodies, so that a fan-out fetches each payload once."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._items: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+
+    def get(self, key: tuple[int, int]) -> bytes | None:
+        body = self._items.get(key)
+        if body is not None:
+            self._items.move_to_end(key)
+        return body
+
+    def put(self, key: tuple[int, int], body: bytes) -> None:
+        if key in self._items:
+            return
+        self._items[key] = body
+        self._bytes += len(body)
+        while self._bytes > self._max and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class Relay:
+    """A relay process. ``run`` until ``stop`` (or cancellation)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        settings: Settings,
+        *,
+        relay_id: UUID | None = None,
+        sender: Sender | None = None,
+    ) -> None:
+        self.id = relay_id or uuid4()
+        self._dsn = dsn
+        self._settings = settings
+        self._sender = sender
+        self._pipeline_db = _Database(dsn, "pipeline", settings)
+        self._record_db = _Database(dsn, "recorder", settings)
+        self._stopping = anyio.Event()
+        self._wake = anyio.Event()
+        self._recorded = anyio.Event()
+        self._listening = False
+        self._waiting = False
+        self._inflight = 0
+        self._buckets: dict[int, TokenBucket] = {}
+        self._bodies = _BodyCache(BODY_CACHE_BYTES)
+        self._rng = random.Random()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight requests get ``shutdown_grace`` seconds, the rest is released."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        settings = self._settings
+        sender = self._sender = self._sender or AiohttpSender(
+            concurrency=settings.concurrency,
+            connect_timeout=settings.connect_timeout,
+            max_body_bytes=settings.max_body_bytes,
+            policy=AddressPolicy(settings.block_private_networks, settings.https_only),
+        )
+        results_in, results_out = anyio.create_memory_object_stream[Result](math.inf)
+        log.info(
+            "relay %s starting (concurrency %d, poll every %.1fs, settle %d ms)",
+            self.id, settings.concurrency, settings.poll_interval, settings.settle_ms,
+        )
+        try:
+            async with anyio.create_task_group() as background:
+                await self._register()
+                background.start_soon(self._listen)
+                background.start_soon(self._housekeeping)
+                recorder_done = anyio.Event()
+                background.start_soon(self._record, results_out, recorder_done)
+                task_status.started()
+                async with anyio.create_task_group() as sends:
+                    async with results_in:
+                        await self._pipeline(sends, results_in)
+                        await self._drain(sends)
+                with anyio.move_on_after(max(5.0, settings.shutdown_grace)):
+                    await recorder_done.wait()
+                await self._release()
+                background.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await sender.aclose()
+                await self._pipeline_db.close()
+                await self._record_db.close()
+            log.info("relay %s stopped", self.id)
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    async def _pipeline(self, sends: TaskGroup, results: MemoryObjectSendStream[Result]) -> None:
+        while not self._stopping.is_set():
+            self._wake = anyio.Event()
+            try:
+                conn = await self._pipeline_db.get()
+                worked = await self._cycle(conn, sends, results)
+                if not worked:
+                    await self._idle(conn)
+            except DATABASE_ERRORS as exc:
+                await self._pipeline_db.failed(exc)
+
+    async def _cycle(
+        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
+    ) -> bool:
+        """One pass: route, build, claim. True when any of them found work."""
+        settings = self._settings
+        report = await store.route_changes(
+            conn,
+            relay_id=self.id,
+            limit=ROUTE_LIMIT,
+            batch_size=settings.webhook_batch_size,
+            settle=timedelta(milliseconds=settings.settle_ms),
+            clear_waiting=self._waiting,
+        )
+        self._waiting = False
+        for routed in report.events:
+            event = routed.event
+            log.debug(
+                "routed %s (project %s, %d rows) to %d webhook(s)",
+                event.action, event.project_id, len(event.row_ids), len(routed.webhooks),
+            )
+        built = await store.build_payloads(
+            conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size
+        )
+        claimed = await self._dispatch(conn, sends, results)
+        return bool(report.changes or built or claimed)
+
+    async def _dispatch(
+        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
+    ) -> int:
+        free = self._settings.concurrency - self._inflight
+        if free <= 0 or self._stopping.is_set():
+            return 0
+        now = time.monotonic()
+        throttled = [w for w, bucket in self._buckets.items() if bucket.exhausted(now)]
+        claimed = await store.claim_deliveries(
+            conn,
+            relay_id=self.id,
+            limit=free,
+            skip=throttled,
+            timeout=self._settings.webhook_timeout,
+            lease_margin=LEASE_MARGIN,
+        )
+        if not claimed:
+            return 0
+        missing = {
+            (c.event_id, c.chunk)
+            for c in claimed
+            if c.send_payload and self._bodies.get((c.event_id, c.chunk)) is None
+        }
+        for key, body in (await store.fetch_bodies(conn, missing)).items():
+            self._bodies.put(key, body)
+        for delivery in claimed:
+            body = (
+                self._bodies.get((delivery.event_id, delivery.chunk))
+                if delivery.send_payload
+                else action_only(delivery.action)
+            )
+            self._inflight += 1
+            sends.start_soon(self._deliver, delivery, body, results)
+        return len(claimed)
+
+    async def _idle(self, conn: store.Conn) -> None:
+        """Sleep until notified, a send finishes, something falls due, or the poll interval."""
+        timeout = self._settings.poll_interval
+        if self._listening:
+            idle = await store.set_waiting(conn, self.id)
+            self._waiting = True
+            if idle.has_changes:
+                return
+            due = idle.seconds_until_due()
+            if due is not None:
+                timeout = min(timeout, due)
+        with anyio.move_on_after(timeout):
+            await self._wake.wait()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def _deliver(
+        self, delivery: Claimed, body: bytes | None, results: MemoryObjectSendStream[Result]
+    ) -> None:
+        try:
+            await self._throttle(delivery)
+            started_at = datetime.now(UTC)
+            if body is None:
+                outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
+                logged: dict[str, str] = {}
+            else:
+                sender = self._sender
+                assert sender is not None
+                headers, logged = request_headers(delivery, body, int(time.time()), USER_AGENT)
+                timeout = delivery.timeout or self._settings.webhook_timeout
+                outcome = await sender.send(Request(delivery.url, body, headers, timeout))
+            result = self._judge(delivery, outcome, started_at, logged)
+            _log_result(result)
+            results.send_nowait(result)
+        finally:
+            self._inflight -= 1
+            self._wake.set()
+
+    async def _throttle(self, delivery: Claimed) -> None:
+        if delivery.rate_limit is None:
+            self._buckets.pop(delivery.webhook_id, None)
+            return
+        bucket = self._buckets.get(delivery.webhook_id)
+        now = time.monotonic()
+        if bucket is None or bucket.rate != delivery.rate_limit:
+            bucket = self._buckets[delivery.webhook_id] = TokenBucket.full(delivery.rate_limit, now)
+        wait = bucket.take(now)
+        if wait > 0:
+            await anyio.sleep(wait)
+
+    def _judge(
+        self, delivery: Claimed, outcome: Outcome, started_at: datetime, logged: dict[str, str]
+    ) -> Result:
+        schedule = delivery.retry_schedule or self._settings.retry_schedule
+        decision = decide(
+            status=outcome.status,
+            error_class=outcome.error_class,
+            attempts_made=delivery.attempt,
+            schedule=schedule,
+            jitter=self._settings.retry_jitter,
+            rng=self._rng,
+            retry_after=parse_retry_after(outcome.retry_after, started_at),
+        )
+        return Result(
+            delivery, decision.state, decision.delay, started_at, outcome, logged,
+            decision.disable_reason,
+        )
+
+    async def _drain(self, sends: TaskGroup) -> None:
+        """Give in-flight requests ``shutdown_grace`` seconds, then cancel what is left."""
+        with anyio.move_on_after(self._settings.shutdown_grace):
+            while self._inflight:
+                self._wake = anyio.Event()
+                await self._wake.wait()
+        if self._inflight:
+            log.warning("cancelling %d request(s) still in flight; their deliveries are released", self._inflight)
+        sends.cancel_scope.cancel()
+
+    # -- recording ---------------------------------------------------------------------------
+
+    async def _record(self, results: MemoryObjectReceiveStream[Result], done: anyio.Event) -> None:
+        async with results:
+            while True:
+                try:
+                    batch = [await results.receive()]
+                except anyio.EndOfStream:
+                    break
+                while len(batch) < RECORD_BATCH:
+                    try:
+                        batch.append(results.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                await self._write(batch)
+                self._wake.set()
+        done.set()
+
+    async def _write(self, batch: list[Result]) -> None:
+        """Write one batch, retrying through database outages; the results stay in memory meanwhile."""
+        while True:
+            try:
+                conn = await self._record_db.get()
+                disabled = await store.record_results(
+                    conn,
+                    batch,
+                    relay_id=self.id,
+                    disable_after=self._settings.disable_after,
+                    disable_after_attempts=self._settings.disable_after_attempts,
+                )
+            except DATABASE_ERRORS as exc:
+                await self._record_db.failed(exc)
+                continue
+            for webhook in disabled:
+                log.warning("webhook %d disabled: %s", webhook.webhook_id, webhook.reason)
+            return
+
+    # -- presence ----------------------------------------------------------------------------
+
+    async def _register(self) -> None:
+        while True:
+            try:
+                await store.register(await self._pipeline_db.get(), self.id)
+                return
+            except DATABASE_ERRORS as exc:
+                await self._pipeline_db.failed(exc)
+
+    async def _listen(self) -> None:
+        """LISTEN on channel ``outbox``; every notification wakes the pipeline."""
+        listener = _Database(self._dsn, "listener", self._settings)
+        try:
+            while True:
+                try:
+                    conn = await listener.get()
+                    await conn.execute("listen outbox")
+                    self._listening = True
+                    self._wake.set()  # catch up on anything committed while not listening
+                    async for _ in conn.notifies():
+                        self._wake.set()
+                except DATABASE_ERRORS as exc:
+                    self._listening = False
+                    await listener.failed(exc)
+        finally:
+            self._listening = False
+            await listener.close()
+
+    async def _housekeeping(self) -> None:
+        housekeeping = _Database(self._dsn, "housekeeping", self._settings)
+        try:
+            while True:
+                await anyio.sleep(min(HEARTBEAT_INTERVAL, self._settings.poll_interval * 5))
+                try:
+                    await store.heartbeat(await housekeeping.get(), self.id)
+                except DATABASE_ERRORS as exc:
+                    await housekeeping.failed(exc)
+        finally:
+            await housekeeping.close()
+
+    async def _release(self) -> None:
+        """Hand unfinished deliveries back at once, instead of letting their leases expire."""
+        with anyio.move_on_after(5.0, shield=True):
+            try:
+                conn = await self._pipeline_db.get()
+                await store.release_leases(conn, self.id)
+                await store.unregister(conn, self.id)
+            except DATABASE_ERRORS as exc:
+                log.warning("could not release leases (%s); they expire by themselves", _first_line(exc))
+
+
+def _log_result(result: Result) -> None:
+    delivery, outcome = result.delivery, result.outcome
+    where = f"webhook {delivery.webhook_id} ({redact_url(delivery.url)})"
+    what = f"{delivery.action} event {delivery.event_id}" + (
+        f" chunk {delivery.chunk}" if delivery.chunk else ""
+    )
+    took = f"{outcome.duration_ms:.1f} ms"
+    if result.state == "delivered":
+        log.info("delivered %s to %s: HTTP %s in %s (attempt %d)", what, where, outcome.status, took, delivery.attempt)
+    elif result.state == "pending":
+        log.warning(
+            "attempt %d of %s to %s failed: %s; next attempt in %.1f s",
+            delivery.attempt, what, where, outcome.error, result.delay or 0.0,
+        )
+    else:
+        log.warning("%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt, outcome.error)

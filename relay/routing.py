@@ -1,0 +1,73 @@
+"""Matching: which webhooks get an event (DESIGN.md §6, Label Studio's rules).
+
+Same organization; a project-level webhook gets only its project's events and never the
+organization-only actions; an organization-level webhook gets every event of the organization;
+the webhook is active; and it takes all actions or lists this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import math
+
+from relay.actions import CHUNKED, ORGANIZATION_ONLY
+from relay.events import Event
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """The part of a webhook that routing looks at."""
+
+    id: int
+    organization_id: int
+    project_id: int | None
+    is_active: bool
+    send_for_all_actions: bool
+    actions: frozenset[str]
+    send_payload: bool
+
+
+def matches(webhook: Webhook, event: Event) -> bool:
+    """Whether ``webhook`` gets ``event``."""
+    if not webhook.is_active or event.organization_id != webhook.organization_id:
+        return False
+    if webhook.project_id is not None and (
+        webhook.project_id != event.project_id or event.action in ORGANIZATION_ONLY
+    ):
+        return False
+    return webhook.send_for_all_actions or event.action in webhook.actions
+
+
+def route(event: Event, webhooks: Iterable[Webhook]) -> list[Webhook]:
+    """The webhooks that get ``event``, in id order."""
+    return sorted((w for w in webhooks if matches(w, event)), key=lambda w: w.id)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """An event with the webhooks it goes to and how its payload is split."""
+
+    event: Event
+    webhooks: tuple[Webhook, ...]
+    chunk_size: int
+    chunks: int
+
+    @property
+    def needs_payload(self) -> bool:
+        """Whether a body must be built (webhooks with send_payload off get only the action)."""
+        return any(w.send_payload for w in self.webhooks)
+
+
+def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) -> list[Routed]:
+    """Route every event, and split chunked actions into payloads of ``batch_size`` rows."""
+    candidates = list(webhooks)
+    routed = []
+    for event in events:
+        rows = max(1, len(event.row_ids))
+        chunk_size = batch_size if event.action in CHUNKED else rows
+        routed.append(
+            Routed(event, tuple(route(event, candidates)), chunk_size, math.ceil(rows / chunk_size))
+        )
+    return routed

@@ -1,0 +1,348 @@
+"""The relay's database side: every statement comes from sql/queries.sql, every decision from the
+pure modules (events, routing, payloads, schedule). Each function is one short transaction; none
+is ever open while an HTTP request is in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.rows import DictRow
+
+from outbox import __version__
+from outbox.sql import query
+from relay import payloads
+from relay.deliveries import Claimed, Result
+from relay.events import Change, group_changes
+from relay.routing import Routed, Webhook, plan
+
+Conn = psycopg.AsyncConnection[DictRow]
+
+# 'route' in ASCII: only one relay groups changes at a time.
+ROUTING_LOCK = 0x726F757465
+
+
+class _FragmentLoader(Loader):
+    """jsonb as an orjson.Fragment: Label Studio's JSON columns pass into payloads unparsed."""
+
+    def load(self, data: Any) -> orjson.Fragment:
+        return orjson.Fragment(bytes(data))
+
+
+async def register(conn: Conn, relay_id: UUID) -> None:
+    await conn.execute(
+        query("register_relay"),
+        {"relay_id": relay_id, "hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__},
+    )
+
+
+async def heartbeat(conn: Conn, relay_id: UUID) -> None:
+    await conn.execute(query("heartbeat"), {"relay_id": relay_id})
+
+
+async def unregister(conn: Conn, relay_id: UUID) -> None:
+    await conn.execute(query("unregister_relay"), {"relay_id": relay_id})
+
+
+@dataclass(frozen=True)
+class Idle:
+    """What a relay found when it declared itself waiting."""
+
+    has_changes: bool
+    next_due: datetime | None
+    now: datetime
+
+    def seconds_until_due(self) -> float | None:
+        if self.next_due is None:
+            return None
+        return max(0.0, (self.next_due - self.now).total_seconds())
+
+
+async def set_waiting(conn: Conn, relay_id: UUID) -> Idle:
+    """Raise this relay's waiting flag (capture triggers start to NOTIFY) and look for work once
+    more: a transaction that committed before the flag was visible sent no notification."""
+    row = await (await conn.execute(query("set_waiting"), {"relay_id": relay_id})).fetchone()
+    assert row is not None
+    due = [t for t in (row["next_build"], row["next_attempt"]) if t is not None]
+    return Idle(row["has_changes"], min(due) if due else None, row["now"])
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    changes: int
+    events: list[Routed]
+
+    @property
+    def deliveries(self) -> int:
+        return sum(len(r.webhooks) * r.chunks for r in self.events)
+
+
+async def route_changes(
+    conn: Conn,
+    *,
+    relay_id: UUID,
+    limit: int,
+    batch_size: int,
+    settle: timedelta,
+    clear_waiting: bool,
+) -> RouteReport:
+    """Turn committed changes into events and deliveries, then forget the changes."""
+    async with conn.transaction():
+        if clear_waiting:
+            await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
+        locked = await (await conn.execute(query("lock_routing"), {"key": ROUTING_LOCK})).fetchone()
+        if not locked or not locked["locked"]:
+            return RouteReport(0, [])
+        rows = await (await conn.execute(query("take_changes"), {"limit": limit})).fetchall()
+        if not rows:
+            return RouteReport(0, [])
+        changes = [_change(row) for row in rows]
+        webhooks = [_webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()]
+        routed = plan(group_changes(changes), webhooks, batch_size)
+        if routed:
+            await conn.execute(
+                query("insert_events"),
+                {"events": orjson.dumps([_event_input(r) for r in routed]).decode(), "settle": settle},
+            )
+        await conn.execute(query("delete_changes"), {"ids": [c.id for c in changes]})
+    return RouteReport(len(changes), routed)
+
+
+def _change(row: DictRow) -> Change:
+    return Change(
+        id=row["id"],
+        xid=int(row["xid"]),
+        table=row["table_name"],
+        op=row["op"],
+        project_id=row["project_id"],
+        organization_id=row["organization_id"],
+        row_ids=tuple(row["row_ids"]),
+        task_ids=tuple(row["task_ids"] or ()),
+    )
+
+
+def _webhook(row: DictRow) -> Webhook:
+    return Webhook(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        project_id=row["project_id"],
+        is_active=row["is_active"],
+        send_for_all_actions=row["send_for_all_actions"],
+        actions=frozenset(row["actions"]),
+        send_payload=row["send_payload"],
+    )
+
+
+def _event_input(routed: Routed) -> dict[str, Any]:
+    event = routed.event
+    return {
+        "xid": None if event.xid is None else str(event.xid),
+        "action": event.action,
+        "organization_id": event.organization_id,
+        "project_id": event.project_id,
+        "row_ids": list(event.row_ids),
+        "chunk_size": routed.chunk_size,
+        "chunks": routed.chunks,
+        "webhook_ids": [w.id for w in routed.webhooks],
+        "needs_payload": routed.needs_payload,
+    }
+
+
+@dataclass(frozen=True)
+class _Pending:
+    event_id: int
+    chunk: int
+    action: str
+    project_id: int | None
+    row_ids: tuple[int, ...]
+
+
+async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> int:
+    """Build the bodies of payloads whose settle delay has passed; returns how many were built.
+
+    Rows are fetched for up to ``max_rows`` rows at a time, so a 100,000-task import is built chunk
+    by chunk in bounded memory.
+    """
+    async with conn.transaction():
+        rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
+        pending = [
+            _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]))
+            for r in rows
+        ]
+        for group in _groups(pending, max_rows):
+            snapshot = await _snapshot(conn, group)
+            bodies = [
+                payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot))
+                for p in group
+            ]
+            await conn.execute(
+                query("store_payloads"),
+                {
+                    "event_ids": [p.event_id for p in group],
+                    "chunks": [p.chunk for p in group],
+                    "bodies": bodies,
+                },
+            )
+    return len(pending)
+
+
+def _groups(pending: Sequence[_Pending], max_rows: int) -> Iterable[list[_Pending]]:
+    group: list[_Pending] = []
+    rows = 0
+    for item in pending:
+        if group and rows + len(item.row_ids) > max_rows:
+            yield group
+            group, rows = [], 0
+        group.append(item)
+        rows += len(item.row_ids)
+    if group:
+        yield group
+
+
+async def _fetch(conn: Conn, name: str, ids: Iterable[int]) -> dict[int, DictRow]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    cursor = conn.cursor()
+    cursor.adapters.register_loader("jsonb", _FragmentLoader)
+    cursor.adapters.register_loader("json", _FragmentLoader)
+    await cursor.execute(query(name), {"ids": wanted})
+    return {row["id"]: row for row in await cursor.fetchall()}
+
+
+async def _snapshot(conn: Conn, group: Sequence[_Pending]) -> payloads.Snapshot:
+    needs = [payloads.needs(p.action, p.project_id, p.row_ids) for p in group]
+    annotations = await _fetch(conn, "fetch_annotations", (i for n in needs for i in n.annotations))
+    task_ids = [i for n in needs for i in n.tasks]
+    task_ids += [row["task_id"] for row in annotations.values() if row["task_id"] is not None]
+    return payloads.Snapshot(
+        projects=await _fetch(conn, "fetch_projects", (i for n in needs for i in n.projects)),
+        tasks=await _fetch(conn, "fetch_tasks", task_ids),
+        annotations=annotations,
+    )
+
+
+async def claim_deliveries(
+    conn: Conn,
+    *,
+    relay_id: UUID,
+    limit: int,
+    skip: Sequence[int],
+    timeout: float,
+    lease_margin: float,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries (committed before returning)."""
+    async with conn.transaction():
+        rows = await (
+            await conn.execute(
+                query("claim_deliveries"),
+                {
+                    "relay_id": relay_id,
+                    "limit": limit,
+                    "skip": list(skip),
+                    "timeout": timeout,
+                    "lease_margin": lease_margin,
+                },
+            )
+        ).fetchall()
+    return [Claimed.from_row(row) for row in rows]
+
+
+async def fetch_bodies(conn: Conn, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    async with conn.transaction():
+        rows = await (
+            await conn.execute(
+                query("fetch_bodies"),
+                {"event_ids": [k[0] for k in wanted], "chunks": [k[1] for k in wanted]},
+            )
+        ).fetchall()
+    return {(r["event_id"], r["chunk"]): bytes(r["body"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Disabled:
+    webhook_id: int
+    reason: str
+
+
+async def record_results(
+    conn: Conn,
+    results: Sequence[Result],
+    *,
+    relay_id: UUID,
+    disable_after: timedelta,
+    disable_after_attempts: int,
+) -> list[Disabled]:
+    """Write a batch of attempts, the delivery states, webhook health; disable webhooks that asked
+    for it (410) or have failed for too long. Returns the webhooks disabled."""
+    health: dict[int, tuple[bool, int]] = {}
+    for result in results:
+        succeeded, failures = health.get(result.delivery.webhook_id, (False, 0))
+        if result.outcome.ok:
+            health[result.delivery.webhook_id] = (True, 0)
+        else:
+            health[result.delivery.webhook_id] = (succeeded, failures + 1)
+    to_disable = {r.delivery.webhook_id: r.disable_reason for r in results if r.disable_reason}
+    async with conn.transaction():
+        await conn.execute(
+            query("record_attempts"),
+            {
+                "relay_id": relay_id,
+                "delivery_ids": [r.delivery.id for r in results],
+                "attempts": [r.delivery.attempt for r in results],
+                "states": [r.state for r in results],
+                "delays": [r.delay for r in results],
+                "started_at": [r.started_at for r in results],
+                "durations": [r.outcome.duration_ms for r in results],
+                "statuses": [r.outcome.status for r in results],
+                "error_classes": [r.outcome.error_class for r in results],
+                "errors": [r.outcome.error for r in results],
+                "bodies": [r.outcome.response_body.replace("\x00", "") for r in results],
+                "headers": [orjson.dumps(r.logged_headers).decode() for r in results],
+            },
+        )
+        await conn.execute(
+            query("record_health"),
+            {
+                "webhook_ids": list(health),
+                "succeeded": [h[0] for h in health.values()],
+                "failures": [h[1] for h in health.values()],
+            },
+        )
+        disabled: list[DictRow] = []
+        if to_disable:
+            disabled += await (
+                await conn.execute(
+                    query("disable_webhooks"),
+                    {"webhook_ids": list(to_disable), "reasons": list(to_disable.values())},
+                )
+            ).fetchall()
+        failing = [w for w, (_, failures) in health.items() if failures]
+        if failing:
+            disabled += await (
+                await conn.execute(
+                    query("disable_failing_webhooks"),
+                    {
+                        "webhook_ids": failing,
+                        "min_attempts": disable_after_attempts,
+                        "min_duration": disable_after,
+                    },
+                )
+            ).fetchall()
+    return [Disabled(row["id"], row["disabled_reason"]) for row in disabled]
+
+
+async def release_leases(conn: Conn, relay_id: UUID) -> None:
+    await conn.execute(query("release_leases"), {"relay_id": relay_id})

@@ -1,0 +1,15 @@
+-- Runs before any migration: outbox attaches to Label Studio's tables and reads two more for
+-- payloads, so a database without them is refused before anything is changed.
+do $$
+declare
+    missing text;
+begin
+    select string_agg(t, ', ') into missing
+    from unnest(array['project', 'task', 'task_completion', 'prediction', 'task_comment_authors']) t
+    where to_regclass('public.' || t) is null;
+    if missing is not null then
+        raise exception 'outbox: Label Studio table(s) not found in schema public: %', missing
+            using hint = 'Point DATABASE_URL at the Label Studio database (after its own migrations ran).';
+    end if;
+end
+$$;

@@ -1,0 +1,308 @@
+-- Every statement outbox's Python code runs, one named block each (`-- name: <name>`), loaded once
+-- by outbox/sql.py. Parameters are always bound (%(name)s), never formatted into the text.
+
+-- ---------------------------------------------------------------------------------------------
+-- migrations (outbox/migrations.py)
+
+-- name: lock_migrations
+select pg_advisory_lock(%(key)s);
+
+-- name: unlock_migrations
+select pg_advisory_unlock(%(key)s);
+
+-- name: migrations_table_exists
+select to_regclass('outbox.schema_migrations') is not null as exists;
+
+-- name: applied_migrations
+select name, kind, checksum, applied_at from outbox.schema_migrations order by name;
+
+-- name: record_migration
+insert into outbox.schema_migrations (name, kind, checksum)
+values (%(name)s, %(kind)s, %(checksum)s)
+on conflict (name) do update set checksum = excluded.checksum, applied_at = now();
+
+-- name: forget_migrations
+delete from outbox.schema_migrations where name = any(%(names)s);
+
+-- name: drop_schema
+drop schema if exists outbox cascade;
+
+-- ---------------------------------------------------------------------------------------------
+-- relay: presence and wake-ups (relay/store.py)
+
+-- name: register_relay
+insert into outbox.relay (id, hostname, pid, version)
+values (%(relay_id)s, %(hostname)s, %(pid)s, %(version)s)
+on conflict (id) do update set heartbeat_at = now(), waiting = false;
+
+-- name: heartbeat
+update outbox.relay set heartbeat_at = now() where id = %(relay_id)s;
+
+-- name: unregister_relay
+delete from outbox.relay where id = %(relay_id)s;
+
+-- name: set_waiting
+-- Declares this relay idle and listening, so the capture triggers start notifying, and in the
+-- same statement looks once more for work that committed before the flag was visible.
+with flag as (
+    update outbox.relay set waiting = true, heartbeat_at = now() where id = %(relay_id)s
+)
+select exists (select 1 from outbox.change) as has_changes,
+       (select min(ready_at) from outbox.payload where built_at is null) as next_build,
+       (select min(d.next_attempt_at)
+          from outbox.delivery d
+          join outbox.webhook w on w.id = d.webhook_id and w.is_active
+         where d.state = 'pending' and d.next_attempt_at > now()) as next_attempt,
+       now() as now;
+
+-- name: clear_waiting
+update outbox.relay set waiting = false where id = %(relay_id)s and waiting;
+
+-- ---------------------------------------------------------------------------------------------
+-- relay: routing changes into events and deliveries
+
+-- name: lock_routing
+-- One relay routes at a time (a transaction's changes must be grouped together); the others go on
+-- building and sending.
+select pg_try_advisory_xact_lock(%(key)s) as locked;
+
+-- name: take_changes
+-- Whole transactions only: the first changes decide which transactions are taken, and every change
+-- of those transactions comes along.
+select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id, c.organization_id,
+       c.row_ids, c.task_ids
+from outbox.change c
+where c.xid in (select xid from outbox.change order by id limit %(limit)s)
+order by c.id;
+
+-- name: delete_changes
+delete from outbox.change where id = any(%(ids)s);
+
+-- name: routable_webhooks
+select id, organization_id, project_id, is_active, send_for_all_actions, actions, send_payload
+from outbox.webhook
+where is_active;
+
+-- name: insert_events
+-- Events, their payload chunks and their deliveries, in one statement. Event ids are taken in
+-- routing order so that ordered webhooks see commit order.
+with input as (
+    -- a function scan yields the array in order, so ids follow the routing order
+    select nextval(pg_get_serial_sequence('outbox.event', 'id')) as event_id, x.*
+    from jsonb_to_recordset(%(events)s::jsonb) as x(
+        xid text, action text, organization_id integer, project_id integer, row_ids integer[],
+        chunk_size integer, chunks integer, webhook_ids integer[], needs_payload boolean)
+),
+events as (
+    insert into outbox.event (id, xid, action, organization_id, project_id, row_ids, chunk_size)
+    overriding system value
+    select event_id, xid::xid8, action, organization_id, project_id, row_ids, chunk_size
+    from input
+),
+payloads as (
+    insert into outbox.payload (event_id, chunk, ready_at)
+    select i.event_id, c.chunk, now() + %(settle)s
+    from input i
+    cross join generate_series(0, i.chunks - 1) as c(chunk)
+    where i.needs_payload
+)
+insert into outbox.delivery (event_id, chunk, webhook_id, project_id, next_attempt_at)
+select i.event_id, c.chunk, w.webhook_id, i.project_id, now() + %(settle)s
+from input i
+cross join generate_series(0, i.chunks - 1) as c(chunk)
+cross join unnest(i.webhook_ids) with ordinality as w(webhook_id, n)
+order by i.event_id, c.chunk, w.n;
+
+-- ---------------------------------------------------------------------------------------------
+-- relay: building payloads
+
+-- name: claim_payloads
+select p.event_id, p.chunk, e.action, e.project_id,
+       e.row_ids[p.chunk * e.chunk_size + 1 : (p.chunk + 1) * e.chunk_size] as row_ids
+from outbox.payload p
+join outbox.event e on e.id = p.event_id
+where p.built_at is null and p.ready_at <= now()
+order by p.ready_at, p.event_id, p.chunk
+limit %(limit)s
+for update of p skip locked;
+
+-- name: fetch_projects
+-- Projects with the eight counters Label Studio adds to its project object, counted through the
+-- project's tasks as Label Studio does.
+select p.*, c.*
+from public.project p
+cross join lateral (
+    select
+        (select count(*) from public.task t where t.project_id = p.id) as task_number,
+        (select count(*) from public.task t where t.project_id = p.id and t.is_labeled)
+            as finished_task_number,
+        (select count(*) from public.prediction r join public.task t on t.id = r.task_id
+          where t.project_id = p.id) as total_predictions_number,
+        a.*
+    from (
+        select count(*) filter (where not a.was_cancelled) as total_annotations_number,
+               count(distinct a.task_id) filter (
+                   where not a.ground_truth and not a.was_cancelled and a.result is not null
+               ) as num_tasks_with_annotations,
+               count(*) filter (
+                   where not a.was_cancelled and not a.ground_truth and a.result is not null
+               ) as useful_annotation_number,
+               count(*) filter (where a.ground_truth) as ground_truth_number,
+               count(*) filter (where a.was_cancelled) as skipped_annotations_number
+        from public.task_completion a
+        join public.task t on t.id = a.task_id
+        where t.project_id = p.id
+    ) a
+) c
+where p.id = any(%(ids)s);
+
+-- name: fetch_tasks
+select t.*,
+       array(select c.user_id from public.task_comment_authors c
+              where c.task_id = t.id order by c.id) as comment_authors
+from public.task t
+where t.id = any(%(ids)s);
+
+-- name: fetch_annotations
+select a.* from public.task_completion a where a.id = any(%(ids)s);
+
+-- name: store_payloads
+update outbox.payload p
+set body = v.body, built_at = now()
+from unnest(%(event_ids)s::bigint[], %(chunks)s::integer[], %(bodies)s::bytea[])
+     as v(event_id, chunk, body)
+where p.event_id = v.event_id and p.chunk = v.chunk;
+
+-- ---------------------------------------------------------------------------------------------
+-- relay: claiming and recording deliveries
+
+-- name: claim_deliveries
+-- Due deliveries, at most each webhook's free concurrency (counted over every relay's live leases),
+-- so that a slow or failing webhook never takes the places of healthy ones. An ordered webhook
+-- gets a project's next delivery only once the earlier ones succeeded or died. The lease is
+-- committed before any request is made: no transaction stays open across HTTP.
+with claimable as (
+    select d.id
+    from outbox.webhook w
+    cross join lateral (
+        select d.id, d.next_attempt_at
+        from outbox.delivery d
+        where d.webhook_id = w.id
+          and d.state = 'pending'
+          and d.next_attempt_at <= now()
+          and (d.lease_until is null or d.lease_until < now())
+          and (not w.send_payload or exists (
+                select 1 from outbox.payload p
+                where p.event_id = d.event_id and p.chunk = d.chunk and p.built_at is not null))
+          and (not w.ordered or not exists (
+                select 1 from outbox.delivery e
+                where e.webhook_id = d.webhook_id and e.state = 'pending' and e.id < d.id
+                  and (e.project_id = d.project_id or (e.project_id is null and d.project_id is null))))
+        order by d.next_attempt_at, d.id
+        limit greatest(0, least(
+            w.max_concurrency - (
+                select count(*) from outbox.delivery l
+                where l.webhook_id = w.id and l.state = 'pending' and l.lease_until >= now()),
+            coalesce(ceil(w.rate_limit)::integer, w.max_concurrency)))
+        for update of d skip locked
+    ) d
+    where w.is_active and w.id <> all (%(skip)s::integer[])
+    order by d.next_attempt_at, d.id
+    limit %(limit)s
+)
+update outbox.delivery d
+set lease_until = now() + make_interval(secs => coalesce(w.timeout, %(timeout)s) + %(lease_margin)s),
+    leased_by = %(relay_id)s
+from claimable c, outbox.webhook w, outbox.event e
+where d.id = c.id and w.id = d.webhook_id and e.id = d.event_id
+returning d.id, d.message_id, d.event_id, d.chunk, d.webhook_id, d.attempts, e.action,
+          w.url, w.headers, w.secret,
+          case when w.previous_secret_expires_at > now() then w.previous_secret end as previous_secret,
+          w.send_payload, w.timeout, w.retry_schedule, w.rate_limit;
+
+-- name: fetch_bodies
+select p.event_id, p.chunk, p.body
+from outbox.payload p
+join unnest(%(event_ids)s::bigint[], %(chunks)s::integer[]) as k(event_id, chunk)
+  on p.event_id = k.event_id and p.chunk = k.chunk;
+
+-- name: record_attempts
+-- The outcome of a batch of attempts: the hot queue row is updated, the attempt appended to the
+-- log. Only the relay holding the lease updates the delivery (an expired lease may have passed the
+-- delivery to another relay); the attempt is logged either way, since it happened.
+with r as (
+    select *
+    from unnest(%(delivery_ids)s::bigint[], %(attempts)s::integer[], %(states)s::text[],
+                %(delays)s::double precision[], %(started_at)s::timestamptz[],
+                %(durations)s::double precision[], %(statuses)s::integer[], %(error_classes)s::text[],
+                %(errors)s::text[], %(bodies)s::text[], %(headers)s::jsonb[])
+         as r(delivery_id, attempt, state, delay, started_at, duration_ms, status_code,
+              error_class, error, response_body, request_headers)
+),
+updated as (
+    update outbox.delivery d
+    set state = r.state,
+        attempts = r.attempt,
+        next_attempt_at = case when r.state = 'pending'
+                               then now() + make_interval(secs => r.delay)
+                               else d.next_attempt_at end,
+        finished_at = case when r.state = 'pending' then null else now() end,
+        lease_until = null,
+        leased_by = null,
+        last_status = r.status_code,
+        last_error = r.error
+    from r
+    where d.id = r.delivery_id and d.leased_by = %(relay_id)s
+)
+insert into outbox.attempt (delivery_id, attempt, relay_id, started_at, duration_ms, status_code,
+                            error_class, error, response_body, request_headers)
+select r.delivery_id, r.attempt, %(relay_id)s, r.started_at, r.duration_ms, r.status_code,
+       r.error_class, r.error, r.response_body, r.request_headers
+from r
+join outbox.delivery d on d.id = r.delivery_id;
+
+-- name: record_health
+-- Per webhook: whether the batch had a success, and the failures after the last success.
+insert into outbox.webhook_health as h
+       (webhook_id, consecutive_failures, failing_since, last_success_at, last_failure_at)
+select v.webhook_id, v.failures,
+       case when v.failures > 0 then now() end,
+       case when v.succeeded then now() end,
+       case when v.failures > 0 then now() end
+from unnest(%(webhook_ids)s::integer[], %(succeeded)s::boolean[], %(failures)s::integer[])
+     as v(webhook_id, succeeded, failures)
+join outbox.webhook w on w.id = v.webhook_id
+on conflict (webhook_id) do update set
+    consecutive_failures = case when excluded.last_success_at is not null
+                                then excluded.consecutive_failures
+                                else h.consecutive_failures + excluded.consecutive_failures end,
+    failing_since = case when excluded.consecutive_failures = 0 then null
+                         when excluded.last_success_at is not null then now()
+                         else coalesce(h.failing_since, now()) end,
+    last_success_at = coalesce(excluded.last_success_at, h.last_success_at),
+    last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at);
+
+-- name: disable_webhooks
+update outbox.webhook w
+set is_active = false, disabled_reason = v.reason, disabled_at = now()
+from unnest(%(webhook_ids)s::integer[], %(reasons)s::text[]) as v(id, reason)
+where w.id = v.id and w.is_active
+returning w.id, w.disabled_reason;
+
+-- name: disable_failing_webhooks
+update outbox.webhook w
+set is_active = false,
+    disabled_at = now(),
+    disabled_reason = format('failing continuously since %%s (%%s consecutive failed attempts)',
+                             to_char(h.failing_since at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS"Z"'),
+                             h.consecutive_failures)
+from outbox.webhook_health h
+where h.webhook_id = w.id and w.is_active and w.id = any(%(webhook_ids)s)
+  and h.consecutive_failures >= %(min_attempts)s
+  and h.failing_since <= now() - %(min_duration)s
+returning w.id, w.disabled_reason;
+
+-- name: release_leases
+update outbox.delivery
+set lease_until = null, leased_by = null
+where leased_by = %(relay_id)s and state = 'pending';
