@@ -161,7 +161,8 @@ def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows
         body["annotations"] = [{"id": annotation_id} for annotation_id in row_ids]
         body["project"] = rows.project(project_id)
     elif action == PING:
-        body["project"] = rows.project(project_id) if project_id is not None else None
+        # A test event for one webhook: its row is the webhook itself.
+        body["webhook"] = {"id": row_ids[0]}
     else:
         raise ValueError(f"no payload shape for action {action!r}")
     return body
