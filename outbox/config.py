@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     disable_after: Duration = timedelta(days=5)
     disable_after_attempts: int = Field(default=50, ge=1)
     data_dir: Path = Path(".outbox")
+    # admin API (`outbox api`): where it listens, and how many webhooks one organization may have
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    max_webhooks_per_organization: int = Field(default=100, ge=1, le=100_000)
     log_level: str = "INFO"
 
     @field_validator("log_level")
