@@ -44,3 +44,9 @@ def webhook(conn: psycopg.Connection[Any], url: str, **columns: Any) -> int:
     found = conn.execute(statement, list(row.values())).fetchone()
     assert found is not None
     return int(found["id"])
+
+
+def continue_ids(conn: psycopg.Connection[Any], start: int = 1000) -> None:
+    """Let identity columns continue past rows inserted with explicit ids."""
+    for table in ("project", "task", "task_completion", "prediction"):
+        conn.execute("select setval(pg_get_serial_sequence(%s, 'id'), %s)", (table, start))

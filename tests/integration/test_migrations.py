@@ -1,0 +1,123 @@
+"""The migrations runner: order, idempotence, checksums, locking, refusal, uninstall."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from outbox import db, migrations
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    return db.connect_sync(url, autocommit=True)
+
+
+def triggers(conn: psycopg.Connection[Any]) -> list[str]:
+    rows = conn.execute(
+        "select event_object_table || '.' || trigger_name || '.' || event_manipulation as t"
+        " from information_schema.triggers where trigger_name like 'outbox%%'"
+        " and event_object_schema = 'public' order by 1"
+    ).fetchall()
+    return [r["t"] for r in rows]
+
+
+def test_migrate_applies_everything_once_then_nothing(ls_database_url):
+    with connect(ls_database_url) as conn:
+        applied = migrations.migrate(conn)
+        assert [m.name for m in applied] == [m.name for m in migrations.load()]
+        assert migrations.migrate(conn) == []
+        assert {s.state for s in migrations.status(conn)} == {"applied"}
+        assert len(triggers(conn)) == 9
+        recorded = conn.execute("select name, checksum from outbox.schema_migrations").fetchall()
+        assert {r["name"]: r["checksum"] for r in recorded} == {m.name: m.checksum for m in migrations.load()}
+
+
+def test_an_edited_applied_migration_stops_the_runner(installed_database_url):
+    with connect(installed_database_url) as conn:
+        conn.execute("update outbox.schema_migrations set checksum = 'x' where name = '0001_schema.sql'")
+        with pytest.raises(migrations.MigrationChanged, match="0001_schema.sql"):
+            migrations.migrate(conn)
+        assert [s.state for s in migrations.status(conn) if s.migration.name == "0001_schema.sql"] == ["changed"]
+
+
+def test_a_changed_capture_file_is_reapplied(installed_database_url):
+    with connect(installed_database_url) as conn:
+        conn.execute("drop trigger outbox_insert on public.task")
+        conn.execute("update outbox.schema_migrations set checksum = 'old' where name = 'capture.sql'")
+        assert [m.name for m in migrations.migrate(conn)] == ["capture.sql"]
+        assert "task.outbox_insert.INSERT" in triggers(conn)
+
+
+def test_a_database_without_label_studio_tables_is_refused_untouched(fresh_database, postgres_server):
+    url = fresh_database("template0")
+    with connect(url) as conn:
+        conn.execute("create table project (id integer primary key)")
+        with pytest.raises(migrations.MissingTables) as refused:
+            migrations.migrate(conn)
+        assert "task, task_completion, prediction, task_comment_authors" in str(refused.value)
+        assert conn.execute("select to_regnamespace('outbox') as s").fetchone()["s"] is None
+
+
+def test_two_processes_migrating_at_once_both_succeed(ls_database_url):
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with connect(ls_database_url) as conn:
+                migrations.migrate(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with connect(ls_database_url) as conn:
+        assert {s.state for s in migrations.status(conn)} == {"applied"}
+
+
+def test_printed_script_applied_with_psql_semantics_equals_migrate(ls_database_url, fresh_database, templates):
+    script = migrations.script(migrations.load())
+    other = fresh_database(templates.label_studio)
+    with connect(other) as conn:
+        # what psql does with the script, minus its meta-command
+        conn.execute(script.replace("\\set ON_ERROR_STOP on", ""))
+        printed = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
+        assert migrations.migrate(conn) == []
+    with connect(ls_database_url) as conn:
+        migrations.migrate(conn)
+        applied = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
+    assert printed == applied
+
+
+def test_uninstall_removes_triggers_and_functions_and_keeps_data(installed_database_url):
+    with connect(installed_database_url) as conn:
+        conn.execute("insert into outbox.webhook (organization_id, url) values (1, 'http://127.0.0.1:9/')")
+        migrations.uninstall(conn)
+        assert triggers(conn) == []
+        leftovers = conn.execute(
+            "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+            " where n.nspname = 'outbox' and (p.proname like 'capture%%' or p.proname = 'wake')"
+        ).fetchall()
+        assert leftovers == []
+        conn.execute("insert into organization (id, title) values (1, 'o')")
+        conn.execute("insert into project (id, organization_id) values (1, 1)")
+        conn.execute("insert into task (data, project_id) values ('{}', 1)")
+        assert conn.execute("select count(*) from outbox.change").fetchone()["count"] == 0
+        assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 1
+        # attaching again is routine
+        assert [m.name for m in migrations.migrate(conn)] == ["capture.sql"]
+        assert len(triggers(conn)) == 9
+
+
+def test_uninstall_with_drop_data_leaves_no_trace(installed_database_url):
+    with connect(installed_database_url) as conn:
+        migrations.uninstall(conn, drop_data=True)
+        assert triggers(conn) == []
+        assert conn.execute("select to_regnamespace('outbox') as s").fetchone()["s"] is None
+        assert migrations.status(conn)[0].state == "pending"
