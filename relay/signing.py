@@ -35,3 +35,9 @@ def signature_header(
 ) -> str:
     """The ``webhook-signature`` value: one entry per secret in use."""
     return " ".join(sign(s, message_id, timestamp, body) for s in secrets_in_use)
+
+
+def verify(secret: str, message_id: str, timestamp: int, body: bytes, header: str) -> bool:
+    """Whether any ``v1,`` entry of a ``webhook-signature`` header matches (what a receiver does)."""
+    expected = sign(secret, message_id, timestamp, body)
+    return any(hmac.compare_digest(expected, entry) for entry in header.split())
