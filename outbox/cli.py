@@ -200,6 +200,31 @@ def up(
 
 
 @app.command()
+def prune() -> None:
+    """Delete delivered events, deliveries and attempts past OUTBOX_RETENTION (dead ones past
+    OUTBOX_DEAD_RETENTION) now, in small batches; relays also do this on their own."""
+    from relay import store
+
+    settings = _settings()
+    url = _database_url(settings)
+
+    async def run() -> store.Pruned:
+        conn = await db.connect(url, autocommit=True)
+        try:
+            return await store.prune(
+                conn, retention=settings.retention, dead_retention=settings.dead_retention
+            )
+        finally:
+            await conn.close()
+
+    try:
+        pruned = anyio.run(run)
+    except psycopg.OperationalError as exc:
+        raise CliError(f"cannot connect to {db.mask_dsn(url)}: {str(exc).strip()}") from None
+    typer.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events")
+
+
+@app.command()
 def demo(
     tasks: Annotated[int, typer.Option(help="Tasks in the bulk import.")] = 12,
 ) -> None:

@@ -41,6 +41,7 @@ BUILD_LIMIT = 200
 RECORD_BATCH = 1000
 LEASE_MARGIN = 30.0
 HEARTBEAT_INTERVAL = 15.0
+PRUNE_INTERVAL = 60.0
 BODY_CACHE_BYTES = 64 * 1024 * 1024
 
 
@@ -412,12 +413,30 @@ class Relay:
             await listener.close()
 
     async def _housekeeping(self) -> None:
+        """Heartbeats, and retention: every relay prunes a little now and then, in small batches."""
         housekeeping = _Database(self._dsn, "housekeeping", self._settings)
+        settings = self._settings
+        interval = min(HEARTBEAT_INTERVAL, settings.poll_interval * 5)
+        next_prune = time.monotonic() + self._rng.uniform(0, PRUNE_INTERVAL)
         try:
             while True:
-                await anyio.sleep(min(HEARTBEAT_INTERVAL, self._settings.poll_interval * 5))
+                await anyio.sleep(interval)
                 try:
-                    await store.heartbeat(await housekeeping.get(), self.id)
+                    conn = await housekeeping.get()
+                    await store.heartbeat(conn, self.id)
+                    if time.monotonic() >= next_prune:
+                        next_prune = time.monotonic() + PRUNE_INTERVAL
+                        pruned = await store.prune(
+                            conn,
+                            retention=settings.retention,
+                            dead_retention=settings.dead_retention,
+                            max_batches=20,
+                        )
+                        if pruned.deliveries or pruned.events:
+                            log.info(
+                                "pruned %d deliveries and %d events past retention",
+                                pruned.deliveries, pruned.events,
+                            )
                 except DATABASE_ERRORS as exc:
                     await housekeeping.failed(exc)
         finally:

@@ -306,3 +306,36 @@ returning w.id, w.disabled_reason;
 update outbox.delivery
 set lease_until = null, leased_by = null
 where leased_by = %(relay_id)s and state = 'pending';
+
+-- ---------------------------------------------------------------------------------------------
+-- retention (relay housekeeping and `outbox prune`): small batches, each its own transaction
+
+-- name: prune_deliveries
+-- Finished deliveries past retention (dead ones are kept longer); their attempts go with them.
+with doomed as (
+    select id from outbox.delivery
+    where (state = 'delivered' and finished_at < now() - %(retention)s)
+       or (state = 'dead' and finished_at < now() - %(dead_retention)s)
+    order by finished_at
+    limit %(batch)s
+)
+delete from outbox.delivery d using doomed where d.id = doomed.id;
+
+-- name: prune_events
+-- Events past retention that no delivery refers to any more; their payloads go with them.
+with doomed as (
+    select e.id from outbox.event e
+    where e.created_at < now() - %(retention)s
+      and not exists (select 1 from outbox.delivery d where d.event_id = e.id)
+    order by e.created_at
+    limit %(batch)s
+)
+delete from outbox.event e using doomed where e.id = doomed.id;
+
+-- name: prune_detached_tasks
+-- Tasks the Data Manager detached but never deleted.
+delete from outbox.detached_task where detached_at < now() - %(retention)s;
+
+-- name: prune_relays
+-- Relays that stopped without saying goodbye (killed, or their host died).
+delete from outbox.relay where heartbeat_at < now() - interval '10 minutes';
