@@ -29,6 +29,8 @@ Conn = psycopg.AsyncConnection[DictRow]
 
 # 'route' in ASCII: only one relay groups changes at a time.
 ROUTING_LOCK = 0x726F757465
+# 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
+CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
 
 
 class _FragmentLoader(Loader):
@@ -242,13 +244,15 @@ async def claim_deliveries(
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries (committed before returning)."""
     async with conn.transaction():
+        await conn.execute(
+            query("lock_claimable_webhooks"), {"skip": list(skip), "lock_space": CLAIM_LOCK_SPACE}
+        )
         rows = await (
             await conn.execute(
                 query("claim_deliveries"),
                 {
                     "relay_id": relay_id,
                     "limit": limit,
-                    "skip": list(skip),
                     "timeout": timeout,
                     "lease_margin": lease_margin,
                 },

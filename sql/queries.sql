@@ -176,11 +176,29 @@ where p.event_id = v.event_id and p.chunk = v.chunk;
 -- ---------------------------------------------------------------------------------------------
 -- relay: claiming and recording deliveries
 
+-- name: lock_claimable_webhooks
+-- First statement of a claim: take an advisory lock on every webhook with due work (skipping the
+-- ones another relay is claiming for right now) and remember them for the claim itself. The claim
+-- runs as the next statement, so its snapshot sees every lease committed by whoever held a lock
+-- before: each webhook's concurrency cap holds across all relays.
+with due as materialized (
+    select w.id
+    from outbox.webhook w
+    where w.is_active
+      and w.id <> all (%(skip)s::integer[])
+      and exists (select 1 from outbox.delivery d
+                  where d.webhook_id = w.id and d.state = 'pending' and d.next_attempt_at <= now())
+)
+select set_config('outbox.claimable', coalesce(string_agg(id::text, ','), ''), true) as claimable
+from due
+where pg_try_advisory_xact_lock(%(lock_space)s::integer, id);
+
 -- name: claim_deliveries
--- Due deliveries, at most each webhook's free concurrency (counted over every relay's live leases),
--- so that a slow or failing webhook never takes the places of healthy ones. An ordered webhook
--- gets a project's next delivery only once the earlier ones succeeded or died. The lease is
--- committed before any request is made: no transaction stays open across HTTP.
+-- Due deliveries of the webhooks locked above, at most each webhook's free concurrency (counted
+-- over every relay's live leases), so that a slow or failing webhook never takes the places of
+-- healthy ones. An ordered webhook gets a project's next delivery only once the earlier ones
+-- succeeded or died. The lease is committed before any request is made: no transaction stays open
+-- across HTTP.
 with claimable as (
     select d.id
     from outbox.webhook w
@@ -206,7 +224,7 @@ with claimable as (
             coalesce(ceil(w.rate_limit)::integer, w.max_concurrency)))
         for update of d skip locked
     ) d
-    where w.is_active and w.id <> all (%(skip)s::integer[])
+    where w.id = any (string_to_array(nullif(current_setting('outbox.claimable', true), ''), ',')::integer[])
     order by d.next_attempt_at, d.id
     limit %(limit)s
 )
