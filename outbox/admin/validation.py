@@ -1,0 +1,142 @@
+"""The rules a webhook must follow, as pure functions (the same rules as the CHECK constraints of
+``sql/0001_schema.sql``, so the API and CLI reject a bad webhook before the database does).
+
+Each returns the problems it found as messages for people. No message ever contains a header value,
+a secret or a URL: they are often credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from relay.actions import ORGANIZATION_ONLY
+
+MAX_URL_LENGTH = 2048
+MAX_HEADERS = 10
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 8192
+# set by outbox on every request: a webhook cannot override them (lower case)
+RESERVED_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "user-agent",
+    }
+)
+
+INVALID_URL = "Enter a valid URL: an absolute http:// or https:// URL."
+ORGANIZATION_ONLY_IN_PROJECT = "Project webhook can't contain organization-only action."
+SECRET_FORMAT = (
+    'webhook secret must be "whsec_" followed by the base64 of 24 to 64 random bytes '
+    "(`outbox webhooks rotate-secret` makes one)"
+)
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
+_MASKED = re.compile(r"^whsec_\*{4}[A-Za-z0-9+/=]{0,4}$")
+
+
+def encodable(text: str) -> bool:
+    """Whether PostgreSQL can store ``text``: UTF-8 encodable (no lone surrogates) and no NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def url_problems(url: str) -> list[str]:
+    """Why ``url`` cannot be a webhook URL (empty when it can)."""
+    if not url:
+        return ["This field may not be blank."]
+    problems = []
+    if len(url) > MAX_URL_LENGTH:
+        problems.append(f"Ensure this field has no more than {MAX_URL_LENGTH} characters.")
+    if not encodable(url) or _WHITESPACE_OR_CONTROL.search(url):
+        problems.append("Enter a valid URL: it must not contain whitespace or control characters.")
+        return problems
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return [*problems, INVALID_URL]
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        problems.append(INVALID_URL)
+    return problems
+
+
+def header_problems(headers: Any) -> list[str]:
+    """Why ``headers`` cannot be a webhook's static headers: a JSON object of name to string."""
+    if not isinstance(headers, Mapping):
+        return [
+            'Headers must be a JSON object of header name to string value, e.g. {"X-Token": "..."}.'
+        ]
+    if len(headers) > MAX_HEADERS:
+        return [f"At most {MAX_HEADERS} headers are allowed."]
+    problems = []
+    for name, value in headers.items():
+        if not isinstance(name, str) or not name or len(name) > MAX_HEADER_NAME:
+            problems.append(f"Header names have 1 to {MAX_HEADER_NAME} characters.")
+            continue
+        if not _HEADER_NAME.match(name):
+            problems.append(
+                "Header names may contain only letters, digits, '-' and '_' "
+                f"(header #{list(headers).index(name) + 1} does not)."
+            )
+            continue
+        if name.lower() in RESERVED_HEADERS:
+            problems.append(f'Header "{name}" is set by outbox and cannot be overridden.')
+        elif not isinstance(value, str):
+            problems.append(f'Header "{name}" must have a string value.')
+        elif not encodable(value) or _CONTROL.search(value):
+            problems.append(f'Header "{name}" must not contain control characters or newlines.')
+        elif len(value) > MAX_HEADER_VALUE:
+            problems.append(f'Header "{name}" is longer than {MAX_HEADER_VALUE} characters.')
+    return problems
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why ``secret`` is not a valid signing secret, or None."""
+    if not _SECRET.match(secret):
+        return SECRET_FORMAT
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return SECRET_FORMAT
+    if not 24 <= len(key) <= 64:
+        return SECRET_FORMAT
+    return None
+
+
+def organization_only_problem(project_id: int | None, actions: list[str]) -> str | None:
+    """A project-level webhook cannot take actions only organization-level webhooks get."""
+    if project_id is not None and any(action in ORGANIZATION_ONLY for action in actions):
+        return ORGANIZATION_ONLY_IN_PROJECT
+    return None
+
+
+def is_masked(secret: str) -> bool:
+    """Whether ``secret`` is what ``mask_secret`` shows (a client sending back what it read)."""
+    return bool(_MASKED.match(secret))
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """How a secret is shown: the prefix and its last four characters, enough to tell two apart."""
+    if secret is None:
+        return None
+    return "whsec_****" + secret[-4:]

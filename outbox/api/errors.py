@@ -1,0 +1,94 @@
+"""Every error the API answers, in Label Studio's format, and never a stack trace:
+
+``{"id": "<uuid>", "status_code": 400, "version": "...", "detail": "Validation error",
+"exc_info": null, "validation_errors": {"url": ["Enter a valid URL: ..."]}}``
+
+``validation_errors`` is present for 400s about fields. Unexpected failures answer 500 with the same
+shape and an id that is also in the server's log line, so an operator can find the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from outbox import __version__
+from outbox.admin.errors import AdminError, FieldErrors, Invalid, field_errors
+
+log = logging.getLogger("outbox.api")
+
+
+class Unauthorized(AdminError):
+    status = 401
+
+
+def error_response(
+    status: int,
+    detail: str,
+    validation_errors: FieldErrors | None = None,
+    headers: dict[str, str] | None = None,
+    error_id: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "id": error_id or str(uuid.uuid4()),
+        "status_code": status,
+        "version": __version__,
+        "detail": detail,
+        "exc_info": None,
+    }
+    if validation_errors is not None:
+        body["validation_errors"] = validation_errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _admin_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AdminError)
+    headers = (
+        {"WWW-Authenticate": 'Token realm="outbox"'} if isinstance(exc, Unauthorized) else None
+    )
+    errors = exc.errors if isinstance(exc, Invalid) else None
+    return error_response(exc.status, exc.detail, errors, headers)
+
+
+async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(error["loc"][:1] == ("path",) for error in errors):
+        # /api/webhooks/abc/ names no webhook: Label Studio answers 404 too
+        return error_response(404, "Not found.")
+    for error in errors:
+        if error["type"] == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            return error_response(400, f"JSON parse error - {reason}")
+    return error_response(400, "Validation error", field_errors(errors, skip=1))
+
+
+_HTTP_DETAILS = {404: "Not found.", 413: "Request body too large."}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        detail = f'Method "{request.method}" not allowed.'
+    else:
+        detail = _HTTP_DETAILS.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    error_id = str(uuid.uuid4())
+    log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"Internal server error (id {error_id}).", error_id=error_id)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AdminError, _admin_error)
+    app.add_exception_handler(RequestValidationError, _request_invalid)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
