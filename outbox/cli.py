@@ -233,3 +233,9 @@ def demo(
 
     settings = _settings()
     raise typer.Exit(run_demo(settings, tasks=tasks))
+
+
+# `outbox api`, `outbox webhooks …`, `outbox deliveries …`, `outbox events …`
+from outbox.cli_admin import register as _register_admin  # noqa: E402
+
+_register_admin(app)
