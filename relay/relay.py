@@ -35,7 +35,10 @@ from relay.urls import AddressPolicy, redact_url
 log = logging.getLogger("outbox.relay")
 
 USER_AGENT = f"outbox/{__version__}"
-DATABASE_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+# Connection trouble (a restart, a network cut) and anything else the database refuses: the relay
+# logs it, reconnects with backoff and carries on; it never exits for them.
+CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
+DATABASE_ERRORS = (psycopg.Error,)
 ROUTE_LIMIT = 1000
 BUILD_LIMIT = 200
 RECORD_BATCH = 1000
@@ -67,7 +70,7 @@ class _Database:
                     application_name=f"outbox-relay-{self._purpose}",
                     connect_timeout=self._settings.connect_timeout,
                 )
-            except DATABASE_ERRORS as exc:
+            except CONNECTION_ERRORS as exc:
                 self._failures += 1
                 if self._failures in (1, 5) or self._failures % 20 == 0:
                     log.warning("database unreachable (%s): %s; retrying", self._purpose, _first_line(exc))
@@ -79,7 +82,9 @@ class _Database:
 
     async def failed(self, exc: BaseException) -> None:
         """Forget a connection that raised; the next ``get`` reconnects after a backoff."""
-        if self._failures == 0:
+        if not isinstance(exc, CONNECTION_ERRORS):
+            log.error("database error (%s), %s: %s", self._purpose, type(exc).__name__, _first_line(exc))
+        elif self._failures == 0:
             log.warning("lost the database connection (%s): %s", self._purpose, _first_line(exc))
         self._failures += 1
         await self.close()
@@ -90,7 +95,7 @@ class _Database:
             with anyio.CancelScope(shield=True):
                 try:
                     await conn.close()
-                except DATABASE_ERRORS:
+                except psycopg.Error:
                     pass
 
 
