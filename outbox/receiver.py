@@ -95,7 +95,11 @@ class Receiver:
         return web.Response(status=reply.status, headers=reply.headers, body=reply.body)
 
     async def wait_until(
-        self, condition: Callable[[Sequence[Received]], bool], *, timeout: float = 10.0, what: str = ""
+        self,
+        condition: Callable[[Sequence[Received]], bool],
+        *,
+        timeout: float = 10.0,
+        what: str = "",
     ) -> Sequence[Received]:
         """Wait until ``condition(requests)`` holds; AssertionError after ``timeout`` seconds."""
         with anyio.move_on_after(timeout):

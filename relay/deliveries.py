@@ -84,9 +84,7 @@ def request_headers(
         secrets = [delivery.secret]
         if delivery.previous_secret and delivery.previous_secret != delivery.secret:
             secrets.append(delivery.previous_secret)
-        trio["webhook-signature"] = signature_header(
-            secrets, delivery.webhook_message_id, timestamp, body
-        )
+        trio["webhook-signature"] = signature_header(secrets, delivery.webhook_message_id, timestamp, body)
     sent.update(trio)
     logged.update(trio)
     return sent, logged

@@ -154,11 +154,7 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     for project, deleted in annotations_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [
-            a
-            for a, task in deleted.items()
-            if task not in deleted_tasks and a not in created_annotations
-        ]
+        ids = [a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations]
         if ids:
             emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
 

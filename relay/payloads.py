@@ -87,9 +87,9 @@ def annotation_object(row: Row) -> Body:
 class Snapshot:
     """The current rows an event's payload is built from, by id."""
 
-    projects: dict[int, Row] = field(default_factory=dict)
-    tasks: dict[int, Row] = field(default_factory=dict)
-    annotations: dict[int, Row] = field(default_factory=dict)
+    projects: Mapping[int, Row] = field(default_factory=dict)
+    tasks: Mapping[int, Row] = field(default_factory=dict)
+    annotations: Mapping[int, Row] = field(default_factory=dict)
 
     def project(self, project_id: int | None) -> Body | None:
         if project_id is None:

@@ -9,6 +9,7 @@ when it is about to sleep. Any number of relays can run against one database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -92,11 +93,8 @@ class _Database:
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            with anyio.CancelScope(shield=True):
-                try:
-                    await conn.close()
-                except psycopg.Error:
-                    pass
+            with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                await conn.close()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -174,7 +172,10 @@ class Relay:
         results_in, results_out = anyio.create_memory_object_stream[Result](math.inf)
         log.info(
             "relay %s starting (concurrency %d, poll every %.1fs, settle %d ms)",
-            self.id, settings.concurrency, settings.poll_interval, settings.settle_ms,
+            self.id,
+            settings.concurrency,
+            settings.poll_interval,
+            settings.settle_ms,
         )
         try:
             async with anyio.create_task_group() as background:
@@ -184,10 +185,9 @@ class Relay:
                 recorder_done = anyio.Event()
                 background.start_soon(self._record, results_out, recorder_done)
                 task_status.started()
-                async with anyio.create_task_group() as sends:
-                    async with results_in:
-                        await self._pipeline(sends, results_in)
-                        await self._drain(sends)
+                async with anyio.create_task_group() as sends, results_in:
+                    await self._pipeline(sends, results_in)
+                    await self._drain(sends)
                 with anyio.move_on_after(max(5.0, settings.shutdown_grace)):
                     await recorder_done.wait()
                 await self._release()
@@ -230,11 +230,12 @@ class Relay:
             event = routed.event
             log.debug(
                 "routed %s (project %s, %d rows) to %d webhook(s)",
-                event.action, event.project_id, len(event.row_ids), len(routed.webhooks),
+                event.action,
+                event.project_id,
+                len(event.row_ids),
+                len(routed.webhooks),
             )
-        built = await store.build_payloads(
-            conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size
-        )
+        built = await store.build_payloads(conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size)
         claimed = await self._dispatch(conn, sends, results)
         return bool(report.changes or built or claimed)
 
@@ -261,8 +262,8 @@ class Relay:
             for c in claimed
             if c.send_payload and self._bodies.get((c.event_id, c.chunk)) is None
         }
-        for key, body in (await store.fetch_bodies(conn, missing)).items():
-            self._bodies.put(key, body)
+        for key, fetched in (await store.fetch_bodies(conn, missing)).items():
+            self._bodies.put(key, fetched)
         for delivery in claimed:
             body = (
                 self._bodies.get((delivery.event_id, delivery.chunk))
@@ -337,7 +338,12 @@ class Relay:
             retry_after=parse_retry_after(outcome.retry_after, started_at),
         )
         return Result(
-            delivery, decision.state, decision.delay, started_at, outcome, logged,
+            delivery,
+            decision.state,
+            decision.delay,
+            started_at,
+            outcome,
+            logged,
             decision.disable_reason,
         )
 
@@ -348,7 +354,10 @@ class Relay:
                 self._wake = anyio.Event()
                 await self._wake.wait()
         if self._inflight:
-            log.warning("cancelling %d request(s) still in flight; their deliveries are released", self._inflight)
+            log.warning(
+                "cancelling %d request(s) still in flight; their deliveries are released",
+                self._inflight,
+            )
         sends.cancel_scope.cancel()
 
     # -- recording ---------------------------------------------------------------------------
@@ -440,7 +449,8 @@ class Relay:
                         if pruned.deliveries or pruned.events:
                             log.info(
                                 "pruned %d deliveries and %d events past retention",
-                                pruned.deliveries, pruned.events,
+                                pruned.deliveries,
+                                pruned.events,
                             )
                 except DATABASE_ERRORS as exc:
                     await housekeeping.failed(exc)
@@ -466,11 +476,22 @@ def _log_result(result: Result) -> None:
     )
     took = f"{outcome.duration_ms:.1f} ms"
     if result.state == "delivered":
-        log.info("delivered %s to %s: HTTP %s in %s (attempt %d)", what, where, outcome.status, took, delivery.attempt)
+        log.info(
+            "delivered %s to %s: HTTP %s in %s (attempt %d)",
+            what,
+            where,
+            outcome.status,
+            took,
+            delivery.attempt,
+        )
     elif result.state == "pending":
         log.warning(
             "attempt %d of %s to %s failed: %s; next attempt in %.1f s",
-            delivery.attempt, what, where, outcome.error, result.delay or 0.0,
+            delivery.attempt,
+            what,
+            where,
+            outcome.error,
+            result.delay or 0.0,
         )
     else:
         log.warning("%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt, outcome.error)

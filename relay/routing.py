@@ -7,10 +7,9 @@ the webhook is active; and it takes all actions or lists this one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import math
 
 from relay.actions import CHUNKED, ORGANIZATION_ONLY
 from relay.events import Event

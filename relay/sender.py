@@ -138,8 +138,7 @@ class AiohttpSender:
         if len(request.body) > self._max_body_bytes:
             return _failure(
                 "too_large",
-                f"body of {len(request.body)} bytes is over OUTBOX_MAX_BODY_BYTES "
-                f"({self._max_body_bytes})",
+                f"body of {len(request.body)} bytes is over OUTBOX_MAX_BODY_BYTES ({self._max_body_bytes})",
                 started,
             )
         timeout = aiohttp.ClientTimeout(total=request.timeout, sock_connect=self._connect_timeout)

@@ -30,9 +30,7 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def signature_header(
-    secrets_in_use: Sequence[str], message_id: str, timestamp: int, body: bytes
-) -> str:
+def signature_header(secrets_in_use: Sequence[str], message_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value: one entry per secret in use."""
     return " ".join(sign(s, message_id, timestamp, body) for s in secrets_in_use)
 

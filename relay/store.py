@@ -43,7 +43,12 @@ class _FragmentLoader(Loader):
 async def register(conn: Conn, relay_id: UUID) -> None:
     await conn.execute(
         query("register_relay"),
-        {"relay_id": relay_id, "hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__},
+        {
+            "relay_id": relay_id,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "version": __version__,
+        },
     )
 
 
@@ -108,12 +113,17 @@ async def route_changes(
         if not rows:
             return RouteReport(0, [])
         changes = [_change(row) for row in rows]
-        webhooks = [_webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()]
+        webhooks = [
+            _webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()
+        ]
         routed = plan(group_changes(changes), webhooks, batch_size)
         if routed:
             await conn.execute(
                 query("insert_events"),
-                {"events": orjson.dumps([_event_input(r) for r in routed]).decode(), "settle": settle},
+                {
+                    "events": orjson.dumps([_event_input(r) for r in routed]).decode(),
+                    "settle": settle,
+                },
             )
         await conn.execute(query("delete_changes"), {"ids": [c.id for c in changes]})
     return RouteReport(len(changes), routed)

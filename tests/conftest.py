@@ -21,7 +21,7 @@ import anyio
 import psycopg
 import pytest
 from psycopg import sql as pgsql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from outbox import db, migrations, sql
 from outbox.config import Settings
@@ -104,9 +104,7 @@ def _create_database(server: Server, name: str, template: str | None = None) -> 
 
 def _drop_database(server: Server, name: str) -> None:
     with psycopg.connect(server.admin_url, autocommit=True) as conn:
-        conn.execute(
-            pgsql.SQL("drop database if exists {} with (force)").format(pgsql.Identifier(name))
-        )
+        conn.execute(pgsql.SQL("drop database if exists {} with (force)").format(pgsql.Identifier(name)))
 
 
 @dataclass(frozen=True)
@@ -131,9 +129,7 @@ def templates(postgres_server: Server) -> Iterator[Templates]:
 
 
 @pytest.fixture
-def fresh_database(
-    postgres_server: Server, templates: Templates
-) -> Iterator[Callable[[str], str]]:
+def fresh_database(postgres_server: Server, templates: Templates) -> Iterator[Callable[[str], str]]:
     """Make a fresh database from a template; all are dropped when the test ends."""
     made: list[str] = []
 

@@ -9,17 +9,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def outbox(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def outbox(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     executable = shutil.which("outbox") or str(Path(sys.executable).parent / "outbox")
     clean = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     return subprocess.run(
-        [executable, *args], env={**clean, **(env or {})}, cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [executable, *args],
+        env={**clean, **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -27,8 +33,16 @@ def test_demo_plays_a_session_and_exits_0(tmp_path):
     result = outbox("demo", cwd=tmp_path, env={"OUTBOX_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo ok: 16 webhooks delivered to 2 subscribers" in result.stdout
-    for action in ("PROJECT_CREATED", "TASKS_CREATED", "ANNOTATION_CREATED", "ANNOTATION_UPDATED",
-                   "ANNOTATIONS_DELETED", "TASKS_DELETED", "PROJECT_UPDATED", "PROJECT_DELETED"):
+    for action in (
+        "PROJECT_CREATED",
+        "TASKS_CREATED",
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATIONS_DELETED",
+        "TASKS_DELETED",
+        "PROJECT_UPDATED",
+        "PROJECT_DELETED",
+    ):
         assert action in result.stdout
     assert "signature ok" in result.stdout and "BAD SIGNATURE" not in result.stdout
 
@@ -37,11 +51,18 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
     env = {"DATABASE_URL": ls_database_url}
     status = outbox("migrate", "--status", env=env)
     assert status.returncode == 0 and status.stdout.split() == [
-        "pending", "0001_schema.sql", "(versioned)", "pending", "capture.sql", "(repeatable)"
+        "pending",
+        "0001_schema.sql",
+        "(versioned)",
+        "pending",
+        "capture.sql",
+        "(repeatable)",
     ]
     printed = outbox("migrate", "--print", env=env)
     assert printed.returncode == 0
-    assert "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
+    assert (
+        "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
+    )
     applied = outbox("migrate", env=env)
     assert applied.returncode == 0 and "2 migration(s) applied" in applied.stdout
     assert outbox("migrate", env=env).stdout.strip() == "outbox is up to date"

@@ -21,8 +21,8 @@ import pytest
 
 from outbox import db, migrations
 from outbox.receiver import Receiver
-from tests.conftest import relay_settings
 from relay.relay import Relay
+from tests.conftest import relay_settings
 
 LS_URL = os.environ.get("OUTBOX_LS_URL")
 LS_TOKEN = os.environ.get("OUTBOX_LS_TOKEN")
@@ -30,7 +30,9 @@ LS_DATABASE = os.environ.get("OUTBOX_LS_DATABASE_URL")
 
 pytestmark = [
     pytest.mark.anyio,
-    pytest.mark.skipif(not (LS_URL and LS_TOKEN and LS_DATABASE), reason="needs a real Label Studio (OUTBOX_LS_*)"),
+    pytest.mark.skipif(
+        not (LS_URL and LS_TOKEN and LS_DATABASE), reason="needs a real Label Studio (OUTBOX_LS_*)"
+    ),
 ]
 
 LABEL_CONFIG = (
@@ -40,7 +42,14 @@ LABEL_CONFIG = (
 
 
 def result(choice: str) -> list[dict[str, Any]]:
-    return [{"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [choice]}}]
+    return [
+        {
+            "from_name": "sentiment",
+            "to_name": "text",
+            "type": "choices",
+            "value": {"choices": [choice]},
+        }
+    ]
 
 
 def differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
@@ -52,7 +61,11 @@ def differences(ours: Any, theirs: Any, path: str = "") -> list[str]:
     if isinstance(ours, list) and isinstance(theirs, list):
         if len(ours) != len(theirs):
             return [f"{path}: {len(ours)} items != {len(theirs)}"]
-        return [d for i, (a, b) in enumerate(zip(ours, theirs)) for d in differences(a, b, f"{path}[{i}]")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            for d in differences(a, b, f"{path}[{i}]")
+        ]
     return [] if ours == theirs else [f"{path}: {ours!r} != {theirs!r}"]
 
 
@@ -69,7 +82,9 @@ def installed() -> Any:
 
 @pytest.fixture
 async def label_studio() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=LS_URL or "", headers={"Authorization": f"Token {LS_TOKEN}"}, timeout=120) as client:
+    async with httpx.AsyncClient(
+        base_url=LS_URL or "", headers={"Authorization": f"Token {LS_TOKEN}"}, timeout=120
+    ) as client:
         yield client
 
 
@@ -85,43 +100,75 @@ async def test_outbox_sends_what_label_studio_sends(installed, label_studio):
             " headers, is_active, created_at, updated_at) values (%s, null, %s, true, true, '{}', true, now(), now())",
             (org, f"{url}/ls/org"),
         )
-        conn.execute("insert into outbox.webhook (organization_id, url) values (%s, %s)", (org, f"{url}/outbox/org"))
+        conn.execute(
+            "insert into outbox.webhook (organization_id, url) values (%s, %s)",
+            (org, f"{url}/outbox/org"),
+        )
         relay = Relay(installed, relay_settings(settle_ms=100))
         await tg.start(relay.run)
         project = None
         try:
+
             async def step(method: str, path: str, body: Any = None) -> Any:
                 response = await ls.request(method, path, json=body)
                 assert response.status_code < 400, (path, response.status_code, response.text[:300])
+
                 # Label Studio has sent its webhooks when the request returns; wait for outbox's
                 def caught_up(requests: Any) -> bool:
                     mine = [r for r in requests if r.path.startswith("/outbox/")]
                     theirs = [r for r in requests if r.path.startswith("/ls/")]
                     return len(mine) >= len(theirs)
-                await receiver.wait_until(caught_up, timeout=15, what=f"outbox to catch up after {method} {path}")
+
+                await receiver.wait_until(
+                    caught_up, timeout=15, what=f"outbox to catch up after {method} {path}"
+                )
                 return response.json() if response.content else None
 
-            project = (await step("POST", "/api/projects/", {"title": "outbox-vs-ls", "label_config": LABEL_CONFIG}))["id"]
+            project = (
+                await step(
+                    "POST",
+                    "/api/projects/",
+                    {"title": "outbox-vs-ls", "label_config": LABEL_CONFIG},
+                )
+            )["id"]
             await step("POST", "/api/webhooks/", {"project": project, "url": f"{url}/ls/project"})
             conn.execute(
                 "insert into outbox.webhook (organization_id, project_id, url) values (%s, %s, %s)",
                 (org, project, f"{url}/outbox/project"),
             )
-            await step("POST", f"/api/projects/{project}/import", [{"text": "one"}, {"text": "two"}, {"text": "three"}])
-            await step("POST", f"/api/projects/{project}/import", [
-                {"data": {"text": "pre A"}, "annotations": [{"result": result("neg")}]},
-                {"data": {"text": "pre B"}, "annotations": [{"result": [], "was_cancelled": True}]},
-            ])
+            await step(
+                "POST",
+                f"/api/projects/{project}/import",
+                [{"text": "one"}, {"text": "two"}, {"text": "three"}],
+            )
+            await step(
+                "POST",
+                f"/api/projects/{project}/import",
+                [
+                    {"data": {"text": "pre A"}, "annotations": [{"result": result("neg")}]},
+                    {
+                        "data": {"text": "pre B"},
+                        "annotations": [{"result": [], "was_cancelled": True}],
+                    },
+                ],
+            )
             tasks = (await ls.get(f"/api/tasks/?project={project}&page_size=100")).json()
             ids = sorted(t["id"] for t in (tasks["tasks"] if isinstance(tasks, dict) else tasks))
-            first = await step("POST", f"/api/tasks/{ids[0]}/annotations/", {"result": result("pos"), "lead_time": 1.5})
+            first = await step(
+                "POST",
+                f"/api/tasks/{ids[0]}/annotations/",
+                {"result": result("pos"), "lead_time": 1.5},
+            )
             await step("PATCH", f"/api/annotations/{first['id']}/", {"result": result("neg")})
             await step("POST", f"/api/tasks/{ids[1]}/annotations/", {"result": [], "was_cancelled": True})
             second = await step("POST", f"/api/tasks/{ids[2]}/annotations/", {"result": result("pos")})
             await step("DELETE", f"/api/annotations/{second['id']}/")
             await step("DELETE", f"/api/tasks/{ids[2]}/")
-            await step("POST", f"/api/dm/actions?id=delete_tasks&project={project}",
-                       {"selectedItems": {"all": False, "included": [ids[0], ids[1]]}})
+            await step(
+                "POST",
+                f"/api/dm/actions?id=delete_tasks&project={project}",
+                {"selectedItems": {"all": False, "included": [ids[0], ids[1]]}},
+            )
             await step("PATCH", f"/api/projects/{project}/", {"title": "outbox-vs-ls renamed"})
             await step("DELETE", f"/api/projects/{project}/")
             project = None
@@ -134,10 +181,12 @@ async def test_outbox_sends_what_label_studio_sends(installed, label_studio):
     for scope in ("org", "project"):
         theirs = [r.json for r in receiver.requests if r.path == f"/ls/{scope}"]
         ours = [r.json for r in receiver.requests if r.path == f"/outbox/{scope}"]
-        print(f"\n{scope}: Label Studio sent {[b['action'] for b in theirs]}\n{scope}: outbox sent       {[b['action'] for b in ours]}")
+        print(
+            f"\n{scope}: Label Studio sent {[b['action'] for b in theirs]}\n{scope}: outbox sent       {[b['action'] for b in ours]}"
+        )
         if [b["action"] for b in ours] != [b["action"] for b in theirs]:
             problems.append(f"{scope}: actions differ")
             continue
-        for mine, label_studio_body in zip(ours, theirs):
+        for mine, label_studio_body in zip(ours, theirs, strict=True):
             problems += [f"{scope} {mine['action']}{d}" for d in differences(mine, label_studio_body)]
     assert problems == [], "\n".join(problems)

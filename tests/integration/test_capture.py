@@ -27,13 +27,16 @@ def changes(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 
 def test_a_bulk_insert_is_one_row_per_project_holding_ids(ls):
-    ls.execute(
-        "insert into task (data, project_id) select '{}', 1 + (g % 2) from generate_series(1, 1000) g"
-    )
+    ls.execute("insert into task (data, project_id) select '{}', 1 + (g % 2) from generate_series(1, 1000) g")
     rows = changes(ls)
-    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [("task", "INSERT", 1, 1), ("task", "INSERT", 2, 1)]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("task", "INSERT", 1, 1),
+        ("task", "INSERT", 2, 1),
+    ]
     assert sorted(rows[0][4] + rows[1][4]) == list(range(1, 1001))
-    assert ls.execute("select count(*) from outbox.change where old_rows is not null").fetchone()["count"] == 0
+    assert (
+        ls.execute("select count(*) from outbox.change where old_rows is not null").fetchone()["count"] == 0
+    )
 
 
 def test_changes_of_one_transaction_share_its_id(ls):
@@ -47,7 +50,9 @@ def test_changes_of_one_transaction_share_its_id(ls):
 def test_annotations_record_their_tasks_and_project(ls):
     ls.execute("insert into task (id, data, project_id) values (1, '{}', 1), (2, '{}', 2)")
     ls.execute("delete from outbox.change")
-    ls.execute("insert into task_completion (id, task_id, project_id) values (10, 1, 1), (11, 2, 2), (12, 1, 1)")
+    ls.execute(
+        "insert into task_completion (id, task_id, project_id) values (10, 1, 1), (11, 2, 2), (12, 1, 1)"
+    )
     assert changes(ls) == [
         ("task_completion", "INSERT", 1, 1, [10, 12], [1, 1]),
         ("task_completion", "INSERT", 2, 1, [11], [2]),
@@ -59,7 +64,9 @@ def test_updates_of_ignored_columns_write_nothing(ls):
     ls.execute("insert into task_completion (id, task_id, project_id, result) values (10, 1, 1, '[]')")
     ls.execute("delete from outbox.change")
     # what Label Studio does on its own after every annotation
-    ls.execute("update project set updated_at = now(), model_version = 'v2', parsed_label_config = '{}' where id = 1")
+    ls.execute(
+        "update project set updated_at = now(), model_version = 'v2', parsed_label_config = '{}' where id = 1"
+    )
     ls.execute("update task set is_labeled = true, total_annotations = 1, updated_at = now() where id = 1")
     ls.execute("update task_completion set updated_at = now(), updated_by_id = 1 where id = 10")
     ls.execute("update project set title = title where id = 1")  # no change at all
@@ -73,7 +80,7 @@ def test_updates_of_ignored_columns_write_nothing(ls):
 
 
 def test_deletes_keep_the_old_rows(ls):
-    ls.execute("insert into task (id, data, project_id) values (1, '{\"text\": \"a\"}', 1)")
+    ls.execute('insert into task (id, data, project_id) values (1, \'{"text": "a"}\', 1)')
     ls.execute("delete from outbox.change")
     ls.execute("delete from task where id = 1")
     row = ls.execute("select op, project_id, old_rows from outbox.change").fetchone()

@@ -40,7 +40,9 @@ def test_an_edited_applied_migration_stops_the_runner(installed_database_url):
         conn.execute("update outbox.schema_migrations set checksum = 'x' where name = '0001_schema.sql'")
         with pytest.raises(migrations.MigrationChanged, match="0001_schema.sql"):
             migrations.migrate(conn)
-        assert [s.state for s in migrations.status(conn) if s.migration.name == "0001_schema.sql"] == ["changed"]
+        assert [s.state for s in migrations.status(conn) if s.migration.name == "0001_schema.sql"] == [
+            "changed"
+        ]
 
 
 def test_a_changed_capture_file_is_reapplied(installed_database_url):
@@ -81,7 +83,9 @@ def test_two_processes_migrating_at_once_both_succeed(ls_database_url):
         assert {s.state for s in migrations.status(conn)} == {"applied"}
 
 
-def test_printed_script_applied_with_psql_semantics_equals_migrate(ls_database_url, fresh_database, templates):
+def test_printed_script_applied_with_psql_semantics_equals_migrate(
+    ls_database_url, fresh_database, templates
+):
     script = migrations.script(migrations.load())
     other = fresh_database(templates.label_studio)
     with connect(other) as conn:

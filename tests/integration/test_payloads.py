@@ -30,7 +30,10 @@ def seed_project(conn: Any, body: dict[str, Any], **overrides: Any) -> None:
 def seed_task(conn: Any, task: dict[str, Any]) -> None:
     lsdb.insert(conn, "task", rows_of("task", task))
     for user in task["comment_authors"]:
-        conn.execute("insert into task_comment_authors (task_id, user_id) values (%s, %s)", (task["id"], user))
+        conn.execute(
+            "insert into task_comment_authors (task_id, user_id) values (%s, %s)",
+            (task["id"], user),
+        )
 
 
 async def deliver_one(conn: Any, receiver: Any, start_relay: Any, change: Any, **hook: Any) -> Any:
@@ -50,7 +53,10 @@ async def test_project_created(conn, receiver, start_relay):
     sent = example("PROJECT_CREATED")["body"]
     lsdb.organization(conn)
     received = await deliver_one(
-        conn, receiver, start_relay, lambda: lsdb.insert(conn, "project", rows_of("project", sent["project"]))
+        conn,
+        receiver,
+        start_relay,
+        lambda: lsdb.insert(conn, "project", rows_of("project", sent["project"])),
     )
     assert received.json == sent
     assert_same_shape(received.json, sent)
@@ -77,7 +83,9 @@ async def test_project_updated(conn, receiver, start_relay):
 async def test_project_deleted(conn, receiver, start_relay):
     sent = example("PROJECT_DELETED")["body"]
     seed_project(conn, example("PROJECT_CREATED")["body"])
-    received = await deliver_one(conn, receiver, start_relay, lambda: conn.execute("delete from project where id = 1"))
+    received = await deliver_one(
+        conn, receiver, start_relay, lambda: conn.execute("delete from project where id = 1")
+    )
     assert received.json == sent
 
 
@@ -106,7 +114,11 @@ async def test_tasks_deleted(conn, receiver, start_relay):
     task_id = sent["tasks"][0]["id"]
     conn.execute("insert into task (id, data, project_id) values (%s, '{}', 1)", (task_id,))
     received = await deliver_one(
-        conn, receiver, start_relay, lambda: conn.execute("delete from task where id = %s", (task_id,)), project_id=1
+        conn,
+        receiver,
+        start_relay,
+        lambda: conn.execute("delete from task where id = %s", (task_id,)),
+        project_id=1,
     )
     assert_same_shape(received.json, sent)
     assert received.json["tasks"] == sent["tasks"]
@@ -119,7 +131,9 @@ async def test_annotation_created(conn, receiver, start_relay, name):
     seed_project(conn, sent)
     seed_task(conn, sent["task"])
     received = await deliver_one(
-        conn, receiver, start_relay,
+        conn,
+        receiver,
+        start_relay,
         lambda: lsdb.insert(conn, "task_completion", rows_of("annotation", sent["annotation"])),
         project_id=1,
     )
@@ -179,7 +193,10 @@ async def test_annotations_deleted(conn, receiver, start_relay):
     conn.execute("insert into task (id, data, project_id) values (1, '{}', 1)")
     ids = [a["id"] for a in sent["annotations"]]
     for annotation_id in ids:
-        conn.execute("insert into task_completion (id, task_id, project_id) values (%s, 1, 1)", (annotation_id,))
+        conn.execute(
+            "insert into task_completion (id, task_id, project_id) values (%s, 1, 1)",
+            (annotation_id,),
+        )
 
     def delete() -> None:
         with conn.transaction():
@@ -195,7 +212,9 @@ async def test_send_payload_false_sends_only_the_action(conn, receiver, start_re
     lsdb.organization(conn)
     lsdb.project(conn)
     received = await deliver_one(
-        conn, receiver, start_relay,
+        conn,
+        receiver,
+        start_relay,
         lambda: conn.execute("insert into task (data, project_id) values ('{}', 1)"),
         send_payload=False,
     )
@@ -205,7 +224,9 @@ async def test_send_payload_false_sends_only_the_action(conn, receiver, start_re
 async def test_project_counters_are_counted_by_sql(conn, receiver, start_relay):
     lsdb.organization(conn)
     lsdb.project(conn)
-    conn.execute("insert into task (id, data, project_id, is_labeled) values (1, '{}', 1, true), (2, '{}', 1, false), (3, '{}', 1, false), (4, '{}', 1, false)")
+    conn.execute(
+        "insert into task (id, data, project_id, is_labeled) values (1, '{}', 1, true), (2, '{}', 1, false), (3, '{}', 1, false), (4, '{}', 1, false)"
+    )
     conn.execute("insert into prediction (task_id, project_id) values (1, 1), (1, 1)")
     conn.execute(
         """insert into task_completion (task_id, project_id, result, ground_truth, was_cancelled) values
@@ -213,7 +234,11 @@ async def test_project_counters_are_counted_by_sql(conn, receiver, start_relay):
            (1, 1, null, false, false)"""
     )
     received = await deliver_one(
-        conn, receiver, start_relay, lambda: conn.execute("update project set title = 'renamed'"), project_id=1
+        conn,
+        receiver,
+        start_relay,
+        lambda: conn.execute("update project set title = 'renamed'"),
+        project_id=1,
     )
     project = received.json["project"]
     assert {k: project[k] for k in COUNTERS} == {

@@ -48,8 +48,13 @@ async def test_each_webhook_gets_exactly_the_events_label_studio_would_send_it(l
     url = receiver.url
     lsdb.webhook(ls, f"{url}/org")
     lsdb.webhook(ls, f"{url}/project1", project_id=1)
-    lsdb.webhook(ls, f"{url}/project2-annotations", project_id=2, send_for_all_actions=False,
-                 actions=["ANNOTATION_CREATED"])
+    lsdb.webhook(
+        ls,
+        f"{url}/project2-annotations",
+        project_id=2,
+        send_for_all_actions=False,
+        actions=["ANNOTATION_CREATED"],
+    )
     lsdb.webhook(ls, f"{url}/paused", is_active=False)
     lsdb.webhook(ls, f"{url}/other-org", organization_id=2)
     async with start_relay():

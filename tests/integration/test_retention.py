@@ -19,7 +19,10 @@ def make_delivery(conn, *, state: str, age_days: float, event_age_days: float | 
         " values ('TASKS_CREATED', 1, 1, 1, now() - make_interval(days => %s)) returning id",
         (event_age_days if event_age_days is not None else age_days,),
     ).fetchone()["id"]
-    conn.execute("insert into outbox.payload (event_id, chunk, ready_at, body, built_at) values (%s, 0, now(), 'x', now())", (event,))
+    conn.execute(
+        "insert into outbox.payload (event_id, chunk, ready_at, body, built_at) values (%s, 0, now(), 'x', now())",
+        (event,),
+    )
     delivery = conn.execute(
         "insert into outbox.delivery (event_id, webhook_id, state, finished_at)"
         " values (%s, 1, %s, case when %s <> 'pending' then now() - make_interval(days => %s) end) returning id",

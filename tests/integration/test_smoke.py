@@ -11,7 +11,9 @@ async def test_task_import_reaches_receiver(conn, receiver, start_relay):
         (receiver.url + "/hook",),
     )
     async with start_relay():
-        conn.execute("insert into task (data, project_id) select jsonb_build_object('n', g), 1 from generate_series(1, 3) g")
+        conn.execute(
+            "insert into task (data, project_id) select jsonb_build_object('n', g), 1 from generate_series(1, 3) g"
+        )
         requests = await receiver.wait_for(1)
     body = requests[0].json
     assert body["action"] == "TASKS_CREATED"

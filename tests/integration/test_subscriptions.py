@@ -12,7 +12,9 @@ def add(conn, **columns):
     names = ", ".join(row)
     marks = ", ".join(["%s"] * len(row))
     values = [Jsonb(v) if k == "headers" else v for k, v in row.items()]
-    return conn.execute(f"insert into outbox.webhook ({names}) values ({marks}) returning *", values).fetchone()
+    return conn.execute(
+        f"insert into outbox.webhook ({names}) values ({marks}) returning *", values
+    ).fetchone()
 
 
 def refused(conn, message: str, **columns) -> str:
@@ -55,12 +57,19 @@ def test_header_values_never_appear_in_errors(conn):
 
 
 def test_actions_must_be_known(conn):
-    text = refused(conn, "unknown action(s) TASK_CREATED", send_for_all_actions=False, actions=["TASK_CREATED"])
+    text = refused(
+        conn, "unknown action(s) TASK_CREATED", send_for_all_actions=False, actions=["TASK_CREATED"]
+    )
     assert "known actions: PROJECT_CREATED" in text
 
 
 def test_organization_only_actions_are_refused_on_project_level_webhooks(conn):
-    refused(conn, "PROJECT_CREATED can only be sent to organization-level", project_id=5, actions=["PROJECT_CREATED"])
+    refused(
+        conn,
+        "PROJECT_CREATED can only be sent to organization-level",
+        project_id=5,
+        actions=["PROJECT_CREATED"],
+    )
     assert add(conn, actions=["PROJECT_CREATED"])["actions"] == ["PROJECT_CREATED"]
     assert add(conn, project_id=5, actions=["PROJECT_UPDATED"])["project_id"] == 5
 
@@ -87,9 +96,13 @@ def test_changing_a_secret_keeps_the_old_one_for_a_grace_period(conn):
 
 def test_reenabling_clears_the_disabled_reason_and_health(conn):
     hook = add(conn)
-    conn.execute("insert into outbox.webhook_health (webhook_id, consecutive_failures) values (%s, 60)", (hook["id"],))
     conn.execute(
-        "update outbox.webhook set is_active = false, disabled_reason = 'gone' where id = %s", (hook["id"],)
+        "insert into outbox.webhook_health (webhook_id, consecutive_failures) values (%s, 60)",
+        (hook["id"],),
+    )
+    conn.execute(
+        "update outbox.webhook set is_active = false, disabled_reason = 'gone' where id = %s",
+        (hook["id"],),
     )
     row = conn.execute(
         "update outbox.webhook set is_active = true where id = %s returning disabled_reason, updated_at > created_at as touched",

@@ -29,7 +29,11 @@ def organization(conn: psycopg.Connection[Any], org_id: int = 1, user_id: int = 
 
 
 def project(conn: psycopg.Connection[Any], project_id: int = 1, org_id: int = 1, **columns: Any) -> None:
-    insert(conn, "project", {"id": project_id, "title": f"p{project_id}", "organization_id": org_id, **columns})
+    insert(
+        conn,
+        "project",
+        {"id": project_id, "title": f"p{project_id}", "organization_id": org_id, **columns},
+    )
 
 
 def webhook(conn: psycopg.Connection[Any], url: str, **columns: Any) -> int:

@@ -40,9 +40,7 @@ def test_one_import_in_several_statements_is_one_event_per_project() -> None:
 
 
 def test_each_transaction_is_grouped_on_its_own() -> None:
-    events = group_changes(
-        [change("task", "INSERT", [1], xid=1), change("task", "INSERT", [2], xid=2)]
-    )
+    events = group_changes([change("task", "INSERT", [1], xid=1), change("task", "INSERT", [2], xid=2)])
     assert actions(events) == [("TASKS_CREATED", (1,)), ("TASKS_CREATED", (2,))]
 
 
@@ -100,9 +98,7 @@ def test_deleting_a_project_covers_everything_in_it() -> None:
 
 
 def test_project_organization_is_taken_from_any_change_of_the_transaction() -> None:
-    events = group_changes(
-        [change("task", "DELETE", [3], org=None), change("task", "DELETE", [4], org=9)]
-    )
+    events = group_changes([change("task", "DELETE", [3], org=None), change("task", "DELETE", [4], org=9)])
     assert [(e.action, e.organization_id) for e in events] == [("TASKS_DELETED", 9)]
 
 

@@ -73,9 +73,18 @@ def test_timestamps_are_utc_with_z_and_drop_a_zero_fraction() -> None:
 
 def test_rows_gone_before_the_build_are_sent_as_ids() -> None:
     body = build_body("TASKS_CREATED", 4, [1, 2], Snapshot())
-    assert body == {"action": "TASKS_CREATED", "tasks": [{"id": 1}, {"id": 2}], "project": {"id": 4}}
+    assert body == {
+        "action": "TASKS_CREATED",
+        "tasks": [{"id": 1}, {"id": 2}],
+        "project": {"id": 4},
+    }
     gone = build_body("ANNOTATION_CREATED", 4, [9], Snapshot())
-    assert gone == {"action": "ANNOTATION_CREATED", "annotation": {"id": 9}, "project": {"id": 4}, "task": None}
+    assert gone == {
+        "action": "ANNOTATION_CREATED",
+        "annotation": {"id": 9},
+        "project": {"id": 4},
+        "task": None,
+    }
 
 
 def test_send_payload_false_is_exactly_the_action() -> None:
