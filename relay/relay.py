@@ -469,6 +469,9 @@ class Relay:
 
 
 def _log_result(result: Result) -> None:
+    level = logging.INFO if result.state == "delivered" else logging.WARNING
+    if not log.isEnabledFor(level):
+        return  # formatting costs more than the rest of a delivery's bookkeeping
     delivery, outcome = result.delivery, result.outcome
     where = f"webhook {delivery.webhook_id} ({redact_url(delivery.url)})"
     what = f"{delivery.action} event {delivery.event_id}" + (
