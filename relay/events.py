@@ -27,6 +27,10 @@ class Change:
     row_ids: tuple[int, ...]
     # task_completion only: the task of each row, parallel to row_ids
     task_ids: tuple[int, ...] = ()
+    # task DELETE after a Data Manager detach: the detaching transaction (see `group_changes`)
+    detach_xid: int | None = None
+    # part of a Data Manager delete whose other transactions have not all committed yet
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,23 +64,42 @@ class _Rows:
 
 
 def group_changes(changes: Iterable[Change]) -> list[Event]:
-    """Events of every transaction in ``changes``, transactions in order of their first change."""
+    """Events of every transaction in ``changes``, transactions in order of their first change.
+
+    Label Studio's Data Manager deletes tasks 500 per transaction after detaching them all in one,
+    and sends one TASKS_DELETED at the end: task deletes that share a detaching transaction become
+    one event, emitted with the last of them; while some are still to come they are ``held`` (they
+    still silence the annotations deleted with them) and the caller keeps them for later.
+    """
     transactions: dict[int, list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         transactions.setdefault(change.xid, []).append(change)
-    return [event for batch in transactions.values() for event in _transaction_events(batch)]
+    events = [event for batch in transactions.values() for event in _transaction_events(batch)]
+    merged: dict[tuple[int, int], list[Change]] = {}
+    for change in sorted(changes, key=lambda c: c.id):
+        if change.detach_xid is not None and not change.held and change.project_id is not None:
+            merged.setdefault((change.detach_xid, change.project_id), []).append(change)
+    for parts in merged.values():
+        ids = list(dict.fromkeys(row for part in parts for row in part.row_ids))
+        last = parts[-1]
+        organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
+        events.append(Event(last.xid, Action.TASKS_DELETED, organization, last.project_id, tuple(ids)))
+    return events
 
 
 def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     xid = changes[0].xid
     organization: dict[int, int] = {}
     seen: dict[tuple[str, str], _Rows] = {}
+    batched: set[int] = set()  # tasks of Data Manager deletes: one event for all (above)
     for change in changes:
         if change.project_id is None:
             continue
         if change.organization_id is not None:
             organization.setdefault(change.project_id, change.organization_id)
         seen.setdefault((change.table, change.op), _Rows()).add(change)
+        if change.detach_xid is not None:
+            batched.update(change.row_ids)
 
     def rows(table: str, op: str) -> _Rows:
         return seen.get((table, op), _Rows())
@@ -147,7 +170,7 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     for project, deleted in tasks_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [t for t in deleted if t not in created_tasks]
+        ids = [t for t in deleted if t not in created_tasks and t not in batched]
         if ids:
             emit(tasks_deleted.first_change[project], Action.TASKS_DELETED, project, ids)
 

@@ -27,6 +27,9 @@ from relay.routing import Routed, Webhook, plan
 
 Conn = psycopg.AsyncConnection[DictRow]
 
+# How long a Data Manager delete may pause between its transactions before what was deleted so far
+# is sent anyway (Label Studio died half-way).
+DETACH_WAIT = timedelta(seconds=60)
 # 'route' in ASCII: only one relay groups changes at a time.
 ROUTING_LOCK = 0x726F757465
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
@@ -109,10 +112,13 @@ async def route_changes(
         locked = await (await conn.execute(query("lock_routing"), {"key": ROUTING_LOCK})).fetchone()
         if not locked or not locked["locked"]:
             return RouteReport(0, [])
-        rows = await (await conn.execute(query("take_changes"), {"limit": limit})).fetchall()
-        if not rows:
-            return RouteReport(0, [])
+        rows = await (
+            await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+        ).fetchall()
         changes = [_change(row) for row in rows]
+        done = [c.id for c in changes if not c.held]
+        if not done:
+            return RouteReport(0, [])
         webhooks = [
             _webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()
         ]
@@ -125,8 +131,8 @@ async def route_changes(
                     "settle": settle,
                 },
             )
-        await conn.execute(query("delete_changes"), {"ids": [c.id for c in changes]})
-    return RouteReport(len(changes), routed)
+        await conn.execute(query("delete_changes"), {"ids": done})
+    return RouteReport(len(done), routed)
 
 
 def _change(row: DictRow) -> Change:
@@ -139,6 +145,8 @@ def _change(row: DictRow) -> Change:
         organization_id=row["organization_id"],
         row_ids=tuple(row["row_ids"]),
         task_ids=tuple(row["task_ids"] or ()),
+        detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
+        held=row["held"],
     )
 
 

@@ -28,9 +28,13 @@ create table outbox.change (
     task_ids        integer[],
     -- DELETE only: the rows as they were
     old_rows        jsonb,
+    -- task DELETE of tasks the Data Manager detached first: the detaching transaction, which ties
+    -- together the deletes Label Studio spreads over several transactions (500 tasks each)
+    detach_xid      xid8,
     captured_at     timestamptz not null default clock_timestamp()
 );
 create index change_xid on outbox.change (xid);
+create index change_detach_xid on outbox.change (detach_xid) where detach_xid is not null;
 
 -- Label Studio's Data Manager deletes tasks in two transactions: first `project_id = NULL`, then the
 -- DELETE. The first records here which project each task left, so the delete can still be routed.
@@ -38,8 +42,10 @@ create table outbox.detached_task (
     task_id         integer primary key,
     project_id      integer not null,
     organization_id integer,
+    detach_xid      xid8 not null default pg_current_xact_id(),
     detached_at     timestamptz not null default now()
 );
+create index detached_task_xid on outbox.detached_task (detach_xid);
 
 -- Relays announce themselves here. `waiting` is the only thing the capture triggers read: they
 -- NOTIFY only while some relay is idle and listening (NOTIFY takes a cluster-wide lock at commit).

@@ -58,18 +58,20 @@ begin
         where n.project_id is not null
         group by n.project_id, p.organization_id;
     else
-        insert into outbox.change (table_name, op, project_id, organization_id, row_ids, old_rows)
+        insert into outbox.change (table_name, op, project_id, organization_id, row_ids, old_rows,
+                                   detach_xid)
         select 'task', 'DELETE', r.project_id, coalesce(p.organization_id, r.organization_id),
-               array_agg(r.id order by r.id), jsonb_agg(r.row order by r.id)
+               array_agg(r.id order by r.id), jsonb_agg(r.row order by r.id), r.detach_xid
         from (
             select o.id, to_jsonb(o) as row,
-                   coalesce(o.project_id, d.project_id) as project_id, d.organization_id
+                   coalesce(o.project_id, d.project_id) as project_id, d.organization_id,
+                   d.detach_xid
             from old_rows o
             left join outbox.detached_task d on o.project_id is null and d.task_id = o.id
         ) r
         left join public.project p on p.id = r.project_id
         where r.project_id is not null
-        group by r.project_id, p.organization_id, r.organization_id;
+        group by r.project_id, p.organization_id, r.organization_id, r.detach_xid;
     end if;
     if found then
         perform outbox.wake();
@@ -92,6 +94,7 @@ begin
     on conflict (task_id) do update
         set project_id = excluded.project_id,
             organization_id = excluded.organization_id,
+            detach_xid = excluded.detach_xid,
             detached_at = excluded.detached_at;
     return null;
 end

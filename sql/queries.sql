@@ -47,7 +47,8 @@ delete from outbox.relay where id = %(relay_id)s;
 with flag as (
     update outbox.relay set waiting = true, heartbeat_at = now() where id = %(relay_id)s
 )
-select exists (select 1 from outbox.change) as has_changes,
+-- (a held Data Manager delete is no reason to stay awake: its last transaction will notify)
+select exists (select 1 from outbox.change where detach_xid is null) as has_changes,
        (select min(ready_at) from outbox.payload where built_at is null) as next_build,
        (select min(d.next_attempt_at)
           from outbox.delivery d
@@ -68,11 +69,26 @@ select pg_try_advisory_xact_lock(%(key)s) as locked;
 
 -- name: take_changes
 -- Whole transactions only: the first changes decide which transactions are taken, and every change
--- of those transactions comes along.
+-- of those transactions comes along (grouping needs them all), as does every change of the Data
+-- Manager deletes they belong to. Such a delete is `held` while its detached tasks are not all
+-- deleted yet (Label Studio deletes them 500 per transaction, then sends one TASKS_DELETED), unless
+-- it made no progress for %(detach_wait)s (Label Studio died half-way).
+with head as (
+    select xid, detach_xid from outbox.change order by id limit %(limit)s
+),
+open_batches as (
+    select b.detach_xid
+    from (select distinct detach_xid from head where detach_xid is not null) b
+    where exists (select 1 from outbox.detached_task d where d.detach_xid = b.detach_xid)
+      and (select max(c.captured_at) from outbox.change c where c.detach_xid = b.detach_xid)
+          > now() - %(detach_wait)s
+)
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id, c.organization_id,
-       c.row_ids, c.task_ids
+       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
+       coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held
 from outbox.change c
-where c.xid in (select xid from outbox.change order by id limit %(limit)s)
+where c.xid in (select xid from head)
+   or c.detach_xid in (select detach_xid from head where detach_xid is not null)
 order by c.id;
 
 -- name: delete_changes

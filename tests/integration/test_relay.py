@@ -161,3 +161,44 @@ async def test_a_receiver_that_is_down_gets_everything_once_it_is_up(ls, start_r
     assert requests[0].json["action"] == "TASKS_CREATED"
     delivery = ls.execute("select state, attempts, last_status from outbox.delivery").fetchone()
     assert delivery["state"] == "delivered" and delivery["attempts"] >= 2 and delivery["last_status"] == 200
+
+
+async def test_a_data_manager_delete_in_several_transactions_is_one_tasks_deleted(ls, receiver, start_relay):
+    # Label Studio deletes 500 tasks per transaction and sends one TASKS_DELETED at the end
+    lsdb.webhook(ls, receiver.url, project_id=1)
+    ls.execute("insert into task (id, data, project_id) select g, '{}', 1 from generate_series(10, 15) g")
+    ls.execute("insert into task_completion (task_id, project_id) values (10, 1), (14, 1)")
+    ls.execute("delete from outbox.change")
+    async with start_relay():
+        ls.execute("update task set project_id = null where id between 10 and 15")
+        for first, last in ((10, 11), (12, 13), (14, 15)):
+            with ls.transaction():
+                ls.execute("delete from task where id between %s and %s", (first, last))
+                ls.execute("delete from task_completion where task_id between %s and %s", (first, last))
+            if last < 15:  # nothing may be sent while the delete is in progress
+                with anyio.fail_after(10):
+                    while ls.execute(
+                        "select count(*) from outbox.change where detach_xid is null"
+                    ).fetchone()["count"]:
+                        await anyio.sleep(0.02)
+                assert receiver.requests == []
+        requests = await receiver.wait_for(1)
+        await settled(ls)
+    assert [r.json["tasks"] for r in requests] == [[{"id": i} for i in range(10, 16)]]
+    assert len(receiver.requests) == 1
+
+
+async def test_a_data_manager_delete_that_stopped_half_way_is_sent_after_a_while(ls, receiver, start_relay):
+    lsdb.webhook(ls, receiver.url, project_id=1)
+    ls.execute("insert into task (id, data, project_id) values (10, '{}', 1), (11, '{}', 1)")
+    ls.execute("delete from outbox.change")
+    async with start_relay():
+        ls.execute("update task set project_id = null where id in (10, 11)")
+        ls.execute("delete from task where id = 10")  # and Label Studio died before task 11
+        with anyio.fail_after(10):
+            while not ls.execute("select 1 from outbox.change where detach_xid is not null").fetchone():
+                await anyio.sleep(0.02)
+        assert receiver.requests == []
+        ls.execute("update outbox.change set captured_at = captured_at - interval '61 seconds'")
+        requests = await receiver.wait_for(1)
+    assert requests[0].json["tasks"] == [{"id": 10}]

@@ -155,3 +155,21 @@ def test_events_follow_the_order_of_the_changes() -> None:
 def test_changes_without_a_project_are_ignored() -> None:
     orphan = Change(next(_ids), 1, "task", "INSERT", None, None, (1,))
     assert group_changes([orphan]) == []
+
+
+def test_data_manager_deletes_spread_over_transactions_are_one_event() -> None:
+    # Label Studio detached tasks 1..5 in one transaction (xid 50), then deletes them in several
+    parts = [
+        Change(next(_ids), 60, "task", "DELETE", 1, 7, (1, 2), detach_xid=50),
+        Change(next(_ids), 60, "task_completion", "DELETE", 1, 7, (10,), (1,)),
+        Change(next(_ids), 61, "task", "DELETE", 1, 7, (3, 4, 5), detach_xid=50),
+    ]
+    assert actions(group_changes(parts)) == [("TASKS_DELETED", (1, 2, 3, 4, 5))]
+
+
+def test_a_data_manager_delete_still_in_progress_is_held_but_silences_its_annotations() -> None:
+    parts = [
+        Change(next(_ids), 60, "task", "DELETE", 1, 7, (1, 2), detach_xid=50, held=True),
+        Change(next(_ids), 60, "task_completion", "DELETE", 1, 7, (10, 11), (1, 9)),
+    ]
+    assert actions(group_changes(parts)) == [("ANNOTATIONS_DELETED", (11,))]
