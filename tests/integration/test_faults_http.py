@@ -78,7 +78,9 @@ async def test_receiver_down_then_up_all_delivered(conn, project, events, start_
                 what="every delivery delivered after the receiver came back",
             )
             recovered = time.perf_counter() - up
-    failed = conn.execute("select count(*) from outbox.attempt where error_class = 'connect'").fetchone()["count"]
+    failed = conn.execute("select count(*) from outbox.attempt where error_class = 'connect'").fetchone()[
+        "count"
+    ]
     received = {r.json["tasks"][0]["data"]["n"] for r in receiver.requests}
     print(
         f"\nreceiver down then up: {len(sent)} events, {failed} refused attempts while down, "
@@ -89,7 +91,9 @@ async def test_receiver_down_then_up_all_delivered(conn, project, events, start_
     assert recovered < 5.0  # the next scheduled attempts are at most 1 s away
 
 
-async def test_retry_schedule_attempt_log_and_dead_after_last_attempt(conn, project, events, start_relay, sql_wait):
+async def test_retry_schedule_attempt_log_and_dead_after_last_attempt(
+    conn, project, events, start_relay, sql_wait
+):
     secret = generate_secret()
     static = {"Authorization": "Bearer s3cr3t-t0ken", "X-Tenant": "acme-private"}
     answer = b"0123456789abcdef" * 640  # 10 KiB: only the first 4 KiB are kept
@@ -102,8 +106,13 @@ async def test_retry_schedule_attempt_log_and_dead_after_last_attempt(conn, proj
             await sql_wait(FINISHED, (hook,), until=lambda n: n == 1)
     delivery = delivery_of(conn, hook)
     attempts = attempts_of(conn, delivery["id"])
-    gaps = [(b["started_at"] - a["started_at"]).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)]
-    print(f"\nretry schedule {schedule}: {len(attempts)} attempts, gaps {[round(g, 3) for g in gaps]} s, then {delivery['state']}")
+    gaps = [
+        (b["started_at"] - a["started_at"]).total_seconds()
+        for a, b in zip(attempts, attempts[1:], strict=False)
+    ]
+    print(
+        f"\nretry schedule {schedule}: {len(attempts)} attempts, gaps {[round(g, 3) for g in gaps]} s, then {delivery['state']}"
+    )
 
     # dead after the last scheduled attempt, and kept with what happened
     assert delivery["state"] == "dead"
@@ -130,6 +139,37 @@ async def test_retry_schedule_attempt_log_and_dead_after_last_attempt(conn, proj
     assert receiver.requests[0].headers["Authorization"] == static["Authorization"]
 
 
+async def test_dead_delivery_is_kept_visible_and_redeliverable(
+    conn, project, events, start_relay, sql_wait, outbox_cli
+):
+    answer = {"status": 500}
+    async with Receiver(lambda _: Reply(answer["status"])) as receiver:
+        hook = lsdb.webhook(conn, receiver.url + "/hook", project_id=project)
+        async with start_relay(retry_schedule=(0, 0.2)):
+            events(1)
+            await sql_wait(FINISHED, (hook,))
+            listed = await outbox_cli("deliveries", "list", str(hook), "--state", "dead", "--json")
+            answer["status"] = 200
+            delivery = delivery_of(conn, hook)
+            retried = await outbox_cli("deliveries", "retry", str(delivery["id"]))
+            await sql_wait(
+                "select count(*) from outbox.delivery where webhook_id = %s and state = 'delivered'", (hook,)
+            )
+    assert listed.returncode == 0, listed.stderr.decode()
+    (shown,) = orjson.loads(listed.stdout)["results"]
+    after = delivery_of(conn, hook)
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    print(
+        f"\ndead delivery: listed by `outbox deliveries list --state dead` as {shown['state']} after "
+        f"{shown['attempts']} attempts ({shown['last_error']}); `retry` made it {after['state']} at attempt "
+        f"{after['attempts']}, {len(ids)} webhook-id over {len(receiver.requests)} requests"
+    )
+    assert (shown["id"], shown["state"], shown["attempts"]) == (delivery["id"], "dead", 2)
+    assert retried.returncode == 0, retried.stderr.decode()
+    assert after["state"] == "delivered" and after["attempts"] == 3
+    assert ids == {f"msg_{delivery['message_id'].hex}"}  # redelivered under the same webhook-id
+
+
 async def test_retry_after_is_clamped_to_twice_the_delay_and_adds_no_attempt(
     conn, project, events, start_relay, sql_wait
 ):
@@ -142,7 +182,9 @@ async def test_retry_after_is_clamped_to_twice_the_delay_and_adds_no_attempt(
     delivery = delivery_of(conn, hook)
     arrivals = [r.received_at for r in receiver.requests]
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    print(f"\n429 Retry-After: 120 with schedule {schedule}: {len(arrivals)} attempts, gaps {[round(g, 3) for g in gaps]} s")
+    print(
+        f"\n429 Retry-After: 120 with schedule {schedule}: {len(arrivals)} attempts, gaps {[round(g, 3) for g in gaps]} s"
+    )
     assert delivery["state"] == "dead"
     assert delivery["attempts"] == len(arrivals) == len(schedule)  # Retry-After adds no attempt
     for gap in gaps:
@@ -183,7 +225,9 @@ async def test_410_disables_the_webhook_and_re_enabling_resumes(conn, project, e
     assert "410" in webhook["disabled_reason"] and webhook["disabled_at"] is not None
     assert requests_while_disabled == 1
     assert state_while_disabled == "pending"
-    assert reenabled["is_active"] and reenabled["disabled_reason"] is None and reenabled["disabled_at"] is None
+    assert (
+        reenabled["is_active"] and reenabled["disabled_reason"] is None and reenabled["disabled_at"] is None
+    )
     assert delivery_of(conn, hook)["state"] == "delivered"
     assert conn.execute(
         "select array_agg(state) as states from outbox.delivery where webhook_id = %s", (control,)
@@ -201,7 +245,9 @@ async def test_redirects_are_not_followed(conn, project, events, start_relay, sq
                 await sql_wait(FINISHED, (hook,))
     delivery = delivery_of(conn, hook)
     attempts = attempts_of(conn, delivery["id"])
-    print(f"\n{status} redirect: {len(attempts)} attempts, {len(target.requests)} requests to the target, {delivery['state']}")
+    print(
+        f"\n{status} redirect: {len(attempts)} attempts, {len(target.requests)} requests to the target, {delivery['state']}"
+    )
     assert delivery["state"] == "dead" and delivery["last_status"] == status
     assert [a["error_class"] for a in attempts] == ["redirect", "redirect"]
     assert "not followed" in attempts[0]["error"] and "token=abc" not in attempts[0]["error"]
@@ -221,7 +267,9 @@ async def test_connection_refused_is_retried_then_dead(conn, project, events, st
     assert [a["error_class"] for a in attempts] == ["connect", "connect"]
 
 
-async def test_endless_response_body_is_cut_at_4_kib(conn, project, events, start_relay, sql_wait, body_server):
+async def test_endless_response_body_is_cut_at_4_kib(
+    conn, project, events, start_relay, sql_wait, body_server
+):
     body_server.chunk = b"y" * 65536  # as fast as the socket takes it, forever
     hook = lsdb.webhook(conn, body_server.url + "/hook", project_id=project)
     async with start_relay(webhook_timeout=5.0):
@@ -280,7 +328,9 @@ async def test_timeout_bounds_a_request(conn, project, events, start_relay, sql_
             gate.set()
     delivery = delivery_of(conn, hook)
     (attempt,) = attempts_of(conn, delivery["id"])
-    print(f"\ntimeout 0.5 s via {where} against a 10 s stall: {attempt['error_class']} after {attempt['duration_ms']:.0f} ms")
+    print(
+        f"\ntimeout 0.5 s via {where} against a 10 s stall: {attempt['error_class']} after {attempt['duration_ms']:.0f} ms"
+    )
     assert delivery["state"] == "dead"
     assert attempt["error_class"] == "timeout" and attempt["status_code"] is None
     assert 450 <= attempt["duration_ms"] < 3000
@@ -290,7 +340,9 @@ async def test_body_over_the_size_limit_is_dead_at_once(conn, project, events, s
     async with Receiver() as receiver:
         hook = lsdb.webhook(conn, receiver.url + "/hook", project_id=project)
         async with start_relay(max_body_bytes=8192):
-            conn.execute("insert into task (data, project_id) values (jsonb_build_object('blob', repeat('x', 20000)), 1)")
+            conn.execute(
+                "insert into task (data, project_id) values (jsonb_build_object('blob', repeat('x', 20000)), 1)"
+            )
             events(1)
             await sql_wait(FINISHED, (hook,), until=lambda n: n == 2)
     rows = conn.execute(
@@ -298,7 +350,9 @@ async def test_body_over_the_size_limit_is_dead_at_once(conn, project, events, s
         "join outbox.attempt a on a.delivery_id = d.id where d.webhook_id = %s order by d.id",
         (hook,),
     ).fetchall()
-    print(f"\nbody limit 8192 bytes: {[(r['state'], r['attempts'], r['error_class']) for r in rows]}, receiver got {len(receiver.requests)}")
+    print(
+        f"\nbody limit 8192 bytes: {[(r['state'], r['attempts'], r['error_class']) for r in rows]}, receiver got {len(receiver.requests)}"
+    )
     big, small = rows
     assert (big["state"], big["attempts"], big["error_class"]) == ("dead", 1, "too_large")
     assert "8192" in big["error"]
@@ -313,7 +367,9 @@ async def test_metadata_address_is_always_refused(conn, project, events, start_r
         await sql_wait(FINISHED, (hook,))
     delivery = delivery_of(conn, hook)
     (attempt,) = attempts_of(conn, delivery["id"])
-    print(f"\n169.254.169.254: {delivery['state']} after {delivery['attempts']} attempt ({attempt['error']!r})")
+    print(
+        f"\n169.254.169.254: {delivery['state']} after {delivery['attempts']} attempt ({attempt['error']!r})"
+    )
     assert (delivery["state"], delivery["attempts"], attempt["error_class"]) == ("dead", 1, "blocked")
 
 
@@ -347,7 +403,9 @@ async def test_signatures_verify_with_standardwebhooks(conn, project, events, st
             events(1)
             (request,) = await receiver.wait_for(1)
     payload = Webhook(secret).verify(request.body, request.headers)
-    print(f"\nsigned: webhook-signature {request.headers['webhook-signature'][:12]}..., verified by standardwebhooks")
+    print(
+        f"\nsigned: webhook-signature {request.headers['webhook-signature'][:12]}..., verified by standardwebhooks"
+    )
     assert payload["action"] == "TASKS_CREATED"
     with pytest.raises(WebhookVerificationError):
         Webhook(generate_secret()).verify(request.body, request.headers)
