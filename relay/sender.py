@@ -145,7 +145,8 @@ class AiohttpSender:
         status: int | None = None
         retry_after: str | None = None
         location: str | None = None
-        body = b""
+        # filled as the body arrives, so that a body cut off by the timeout still shows what came
+        chunks: list[bytes] = []
         try:
             async with self._session.post(
                 request.url,
@@ -157,14 +158,14 @@ class AiohttpSender:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
                 location = response.headers.get("Location")
-                body = await self._read_start(response)
+                await self._read_start(response, chunks)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
             error_class, error = _classify(exc)
             if status is None:
                 return _failure(error_class, error, started)
             # The status arrived and decides; only the body was slow or broken.
         duration = (time.perf_counter() - started) * 1000
-        text = body.decode("utf-8", errors="replace")
+        text = b"".join(chunks).decode("utf-8", errors="replace")
         if 200 <= status < 300:
             return Outcome(status, None, None, text, duration)
         if 300 <= status < 400:
@@ -174,9 +175,9 @@ class AiohttpSender:
         return Outcome(status, "http_status", f"HTTP {status}", text, duration, retry_after)
 
     @staticmethod
-    async def _read_start(response: aiohttp.ClientResponse) -> bytes:
-        """The first 4 KiB of the body; a longer body is not read (the connection is dropped)."""
-        chunks: list[bytes] = []
+    async def _read_start(response: aiohttp.ClientResponse, chunks: list[bytes]) -> None:
+        """Read the first 4 KiB of the body into ``chunks``; a longer body is not read (the
+        connection is dropped)."""
         size = 0
         while size < RESPONSE_BODY_LIMIT:
             chunk = await response.content.read(RESPONSE_BODY_LIMIT - size)
@@ -186,7 +187,6 @@ class AiohttpSender:
             size += len(chunk)
         if not response.content.at_eof():
             response.close()
-        return b"".join(chunks)
 
     async def aclose(self) -> None:
         await self._session.close()
