@@ -307,7 +307,7 @@ async def test_slow_response_body_is_bounded_by_the_timeout(
     assert attempt["status_code"] == status
     assert attempt["error_class"] == (None if status == 200 else "http_status")
     assert 900 <= attempt["duration_ms"] < 3000
-    assert set(attempt["response_body"]) <= {"z"}
+    assert attempt["response_body"] and set(attempt["response_body"]) == {"z"}  # what came in time
 
 
 @pytest.mark.parametrize("where", ["WEBHOOK_TIMEOUT", "webhook.timeout"])
