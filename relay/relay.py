@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
@@ -125,6 +125,16 @@ class _BodyCache:
             self._bytes -= len(old)
 
 
+class _Due:
+    """When each step of the pipeline should run next (time.monotonic() seconds)."""
+
+    def __init__(self) -> None:
+        self.route = self.build = self.claim = 0.0
+
+    def all_now(self) -> None:
+        self.route = self.build = self.claim = 0.0
+
+
 class Relay:
     """A relay process. ``run`` until ``stop`` (or cancellation)."""
 
@@ -148,9 +158,13 @@ class Relay:
         self._listening = False
         self._waiting = False
         self._inflight = 0
+        # requests in flight per webhook: counted against max_concurrency with other relays' leases
+        self._busy: Counter[int] = Counter()
         self._buckets: dict[int, TokenBucket] = {}
         self._bodies = _BodyCache(BODY_CACHE_BYTES)
         self._rng = random.Random()
+        self._due = _Due()
+        self._claim_batch = max(1, settings.concurrency // 4)
 
     @property
     def stopping(self) -> bool:
@@ -211,39 +225,58 @@ class Relay:
                     await self._idle(conn)
             except DATABASE_ERRORS as exc:
                 await self._pipeline_db.failed(exc)
+                self._due.all_now()
 
     async def _cycle(
         self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
     ) -> bool:
-        """One pass: route, build, claim. True when any of them found work."""
+        """One pass over the steps that are due: route, build, claim. True when one found work."""
         settings = self._settings
-        report = await store.route_changes(
-            conn,
-            relay_id=self.id,
-            limit=ROUTE_LIMIT,
-            batch_size=settings.webhook_batch_size,
-            settle=timedelta(milliseconds=settings.settle_ms),
-            clear_waiting=self._waiting,
-        )
-        self._waiting = False
-        for routed in report.events:
-            event = routed.event
-            log.debug(
-                "routed %s (project %s, %d rows) to %d webhook(s)",
-                event.action,
-                event.project_id,
-                len(event.row_ids),
-                len(routed.webhooks),
+        due, now = self._due, time.monotonic()
+        worked = False
+        if now >= due.route:
+            report = await store.route_changes(
+                conn,
+                relay_id=self.id,
+                limit=ROUTE_LIMIT,
+                batch_size=settings.webhook_batch_size,
+                settle=timedelta(milliseconds=settings.settle_ms),
+                clear_waiting=self._waiting,
             )
-        built = await store.build_payloads(conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size)
-        claimed = await self._dispatch(conn, sends, results)
-        return bool(report.changes or built or claimed)
+            # More changes may be queued behind a full batch; otherwise the next poll or NOTIFY.
+            due.route = now if report.changes else now + settings.poll_interval
+            if report.changes:
+                self._waiting = False
+                ready = now + settings.settle_ms / 1000
+                due.build = min(due.build, ready)
+                due.claim = min(due.claim, ready)
+                worked = True
+            for routed in report.events:
+                log.debug(
+                    "routed %s (project %s, %d rows) to %d webhook(s)",
+                    routed.event.action,
+                    routed.event.project_id,
+                    len(routed.event.row_ids),
+                    len(routed.webhooks),
+                )
+        if now >= due.build:
+            built = await store.build_payloads(conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size)
+            due.build = now if built else now + settings.poll_interval
+            if built:
+                due.claim = now
+                worked = True
+        free = settings.concurrency - self._inflight
+        # Claim in batches: one freed slot at a time would cost a claim per delivery.
+        if now >= due.claim and (free >= self._claim_batch or (free > 0 and not self._inflight)):
+            claimed = await self._dispatch(conn, sends, results, free)
+            due.claim = now if claimed == free else now + settings.poll_interval
+            worked = worked or claimed > 0
+        return worked
 
     async def _dispatch(
-        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
+        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result], free: int
     ) -> int:
-        free = self._settings.concurrency - self._inflight
-        if free <= 0 or self._stopping.is_set():
+        if self._stopping.is_set():
             return 0
         now = time.monotonic()
         throttled = [w for w, bucket in self._buckets.items() if bucket.exhausted(now)]
@@ -254,16 +287,9 @@ class Relay:
             skip=throttled,
             timeout=self._settings.webhook_timeout,
             lease_margin=LEASE_MARGIN,
+            cached=self._bodies,
+            busy=self._busy,
         )
-        if not claimed:
-            return 0
-        missing = {
-            (c.event_id, c.chunk)
-            for c in claimed
-            if c.send_payload and self._bodies.get((c.event_id, c.chunk)) is None
-        }
-        for key, fetched in (await store.fetch_bodies(conn, missing)).items():
-            self._bodies.put(key, fetched)
         for delivery in claimed:
             body = (
                 self._bodies.get((delivery.event_id, delivery.chunk))
@@ -271,20 +297,30 @@ class Relay:
                 else action_only(delivery.action)
             )
             self._inflight += 1
+            self._busy[delivery.webhook_id] += 1
             sends.start_soon(self._deliver, delivery, body, results)
         return len(claimed)
 
     async def _idle(self, conn: store.Conn) -> None:
-        """Sleep until notified, a send finishes, something falls due, or the poll interval."""
-        timeout = self._settings.poll_interval
-        if self._listening:
+        """Sleep until notified, a send finishes, something falls due, or the poll interval.
+
+        Only a relay with nothing left to claim raises its waiting flag (one write, which makes the
+        capture triggers NOTIFY): one that waits for free places is woken by its own sends.
+        """
+        due, now = self._due, time.monotonic()
+        timeout = max(0.0, min(due.route, due.build, due.claim) - now)
+        capacity_bound = self._settings.concurrency - self._inflight < self._claim_batch
+        if self._listening and not self._waiting and not capacity_bound:
             idle = await store.set_waiting(conn, self.id)
             self._waiting = True
             if idle.has_changes:
+                due.route = now
                 return
-            due = idle.seconds_until_due()
-            if due is not None:
-                timeout = min(timeout, due)
+            until = idle.seconds_until_due()
+            if until is not None:
+                due.build = min(due.build, now + until)
+                due.claim = min(due.claim, now + until)
+                timeout = min(timeout, until)
         with anyio.move_on_after(timeout):
             await self._wake.wait()
 
@@ -310,6 +346,8 @@ class Relay:
             results.send_nowait(result)
         finally:
             self._inflight -= 1
+            self._busy[delivery.webhook_id] -= 1
+            self._due.claim = 0.0  # a place is free, and a capped webhook may have more
             self._wake.set()
 
     async def _throttle(self, delivery: Claimed) -> None:
@@ -375,6 +413,8 @@ class Relay:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 await self._write(batch)
+                if any(r.state == "pending" for r in batch):
+                    self._due.claim = 0.0  # a retry may be due at once
                 self._wake.set()
         done.set()
 
@@ -416,8 +456,10 @@ class Relay:
                     conn = await listener.get()
                     await conn.execute("listen outbox")
                     self._listening = True
-                    self._wake.set()  # catch up on anything committed while not listening
+                    self._due.all_now()  # catch up on anything committed while not listening
+                    self._wake.set()
                     async for _ in conn.notifies():
+                        self._due.route = 0.0
                         self._wake.set()
                 except DATABASE_ERRORS as exc:
                     self._listening = False

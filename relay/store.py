@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import orjson
@@ -34,6 +35,21 @@ DETACH_WAIT = timedelta(seconds=60)
 ROUTING_LOCK = 0x726F757465
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
 CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
+
+
+@asynccontextmanager
+async def _transaction(conn: Conn, *, durable: bool) -> AsyncIterator[None]:
+    """One transaction with its statements pipelined (fewer round trips).
+
+    ``durable=False`` commits without waiting for the WAL flush: for transactions whose loss in a
+    database crash only repeats work. Every claim is durable and comes before any request is sent,
+    and a WAL flush covers everything written before it, so no request ever goes out for a change
+    the database could still forget.
+    """
+    async with conn.pipeline(), conn.transaction():
+        if not durable:
+            await conn.execute(query("commit_without_flush"))
+        yield
 
 
 class _FragmentLoader(Loader):
@@ -105,10 +121,10 @@ async def route_changes(
     settle: timedelta,
     clear_waiting: bool,
 ) -> RouteReport:
-    """Turn committed changes into events and deliveries, then forget the changes."""
-    async with conn.transaction():
-        if clear_waiting:
-            await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
+    """Turn committed changes into events and deliveries, then forget the changes.
+
+    ``clear_waiting``: lower this relay's waiting flag if there was anything to route."""
+    async with _transaction(conn, durable=False):
         locked = await (await conn.execute(query("lock_routing"), {"key": ROUTING_LOCK})).fetchone()
         if not locked or not locked["locked"]:
             return RouteReport(0, [])
@@ -119,6 +135,8 @@ async def route_changes(
         done = [c.id for c in changes if not c.held]
         if not done:
             return RouteReport(0, [])
+        if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
+            await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
         webhooks = [
             _webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()
         ]
@@ -192,7 +210,7 @@ async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> int:
     Rows are fetched for up to ``max_rows`` rows at a time, so a 100,000-task import is built chunk
     by chunk in bounded memory.
     """
-    async with conn.transaction():
+    async with _transaction(conn, durable=False):
         rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
         pending = [
             _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]))
@@ -251,6 +269,12 @@ async def _snapshot(conn: Conn, group: Sequence[_Pending]) -> payloads.Snapshot:
     )
 
 
+class BodyCache(Protocol):
+    def get(self, key: tuple[int, int]) -> bytes | None: ...
+
+    def put(self, key: tuple[int, int], body: bytes) -> None: ...
+
+
 async def claim_deliveries(
     conn: Conn,
     *,
@@ -259,9 +283,12 @@ async def claim_deliveries(
     skip: Sequence[int],
     timeout: float,
     lease_margin: float,
+    cached: BodyCache,
+    busy: Mapping[int, int],
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries (committed before returning)."""
-    async with conn.transaction():
+    """Lease up to ``limit`` due deliveries (committed before returning), and put the bodies they
+    need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook."""
+    async with _transaction(conn, durable=True):
         await conn.execute(
             query("lock_claimable_webhooks"), {"skip": list(skip), "lock_space": CLAIM_LOCK_SPACE}
         )
@@ -273,24 +300,28 @@ async def claim_deliveries(
                     "limit": limit,
                     "timeout": timeout,
                     "lease_margin": lease_margin,
+                    "busy": orjson.dumps({str(k): v for k, v in busy.items() if v}).decode(),
                 },
             )
         ).fetchall()
-    return [Claimed.from_row(row) for row in rows]
-
-
-async def fetch_bodies(conn: Conn, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    async with conn.transaction():
-        rows = await (
-            await conn.execute(
-                query("fetch_bodies"),
-                {"event_ids": [k[0] for k in wanted], "chunks": [k[1] for k in wanted]},
-            )
-        ).fetchall()
-    return {(r["event_id"], r["chunk"]): bytes(r["body"]) for r in rows}
+        claimed = [Claimed.from_row(row) for row in rows]
+        missing = sorted(
+            {
+                (c.event_id, c.chunk)
+                for c in claimed
+                if c.send_payload and cached.get((c.event_id, c.chunk)) is None
+            }
+        )
+        if missing:
+            bodies = await (
+                await conn.execute(
+                    query("fetch_bodies"),
+                    {"event_ids": [k[0] for k in missing], "chunks": [k[1] for k in missing]},
+                )
+            ).fetchall()
+            for row in bodies:
+                cached.put((row["event_id"], row["chunk"]), bytes(row["body"]))
+    return claimed
 
 
 @dataclass(frozen=True)
@@ -317,7 +348,9 @@ async def record_results(
         else:
             health[result.delivery.webhook_id] = (succeeded, failures + 1)
     to_disable = {r.delivery.webhook_id: r.disable_reason for r in results if r.disable_reason}
-    async with conn.transaction():
+    # Not durable: a result lost in a database crash means that delivery is sent again, with the
+    # same webhook-id (at least once).
+    async with _transaction(conn, durable=False):
         await conn.execute(
             query("record_attempts"),
             {

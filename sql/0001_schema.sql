@@ -310,7 +310,8 @@ create table outbox.delivery (
     created_at      timestamptz not null default now(),
     finished_at     timestamptz
 );
-create index delivery_due on outbox.delivery (next_attempt_at, id) where state = 'pending';
+-- the claim walks each webhook's due deliveries in order
+create index delivery_due on outbox.delivery (webhook_id, next_attempt_at, id) where state = 'pending';
 create index delivery_ordered on outbox.delivery (webhook_id, project_id, id) where state = 'pending';
 create index delivery_webhook on outbox.delivery (webhook_id, id);
 create index delivery_event on outbox.delivery (event_id);

@@ -30,6 +30,9 @@ drop schema if exists outbox cascade;
 -- ---------------------------------------------------------------------------------------------
 -- relay: presence and wake-ups (relay/store.py)
 
+-- name: commit_without_flush
+set local synchronous_commit = off;
+
 -- name: register_relay
 insert into outbox.relay (id, hostname, pid, version)
 values (%(relay_id)s, %(hostname)s, %(pid)s, %(version)s)
@@ -210,8 +213,8 @@ from due
 where pg_try_advisory_xact_lock(%(lock_space)s::integer, id);
 
 -- name: claim_deliveries
--- Due deliveries of the webhooks locked above, at most each webhook's free concurrency (counted
--- over every relay's live leases), so that a slow or failing webhook never takes the places of
+-- Due deliveries of the webhooks locked above, at most each webhook's free concurrency (this
+-- relay's requests in flight, %(busy)s, plus other relays' live leases), so that a slow or failing webhook never takes the places of
 -- healthy ones. An ordered webhook gets a project's next delivery only once the earlier ones
 -- succeeded or died. The lease is committed before any request is made: no transaction stays open
 -- across HTTP.
@@ -225,18 +228,21 @@ with claimable as (
           and d.state = 'pending'
           and d.next_attempt_at <= now()
           and (d.lease_until is null or d.lease_until < now())
-          and (not w.send_payload or exists (
-                select 1 from outbox.payload p
-                where p.event_id = d.event_id and p.chunk = d.chunk and p.built_at is not null))
+          -- a scalar subquery, so the payload is looked up by key for the few rows read
+          and (not w.send_payload or (
+                select p.built_at from outbox.payload p
+                where p.event_id = d.event_id and p.chunk = d.chunk) is not null)
           and (not w.ordered or not exists (
                 select 1 from outbox.delivery e
                 where e.webhook_id = d.webhook_id and e.state = 'pending' and e.id < d.id
                   and (e.project_id = d.project_id or (e.project_id is null and d.project_id is null))))
         order by d.next_attempt_at, d.id
         limit greatest(0, least(
-            w.max_concurrency - (
-                select count(*) from outbox.delivery l
-                where l.webhook_id = w.id and l.state = 'pending' and l.lease_until >= now()),
+            w.max_concurrency
+              - coalesce((%(busy)s::jsonb ->> w.id::text)::integer, 0)
+              - (select count(*) from outbox.delivery l
+                 where l.webhook_id = w.id and l.state = 'pending' and l.lease_until >= now()
+                   and l.leased_by <> %(relay_id)s),
             coalesce(ceil(w.rate_limit)::integer, w.max_concurrency)))
         for update of d skip locked
     ) d
@@ -247,8 +253,8 @@ with claimable as (
 update outbox.delivery d
 set lease_until = now() + make_interval(secs => coalesce(w.timeout, %(timeout)s) + %(lease_margin)s),
     leased_by = %(relay_id)s
-from claimable c, outbox.webhook w, outbox.event e
-where d.id = c.id and w.id = d.webhook_id and e.id = d.event_id
+from outbox.webhook w, outbox.event e
+where d.id = any (array(select id from claimable)) and w.id = d.webhook_id and e.id = d.event_id
 returning d.id, d.message_id, d.event_id, d.chunk, d.webhook_id, d.attempts, e.action,
           w.url, w.headers, w.secret,
           case when w.previous_secret_expires_at > now() then w.previous_secret end as previous_secret,
