@@ -92,7 +92,7 @@ async def test_sigkill_mid_flight_loses_nothing(conn, database_url, project, spa
 
 @pytest.mark.parametrize("relays", [2, 3])
 async def test_relays_side_by_side_deliver_exactly_once(conn, database_url, project, spawn_relay, relays):
-    webhooks, per_webhook = 4, 200
+    webhooks, per_webhook = 4, 150
     async with Receiver() as receiver:
         for i in range(webhooks):
             lsdb.webhook(conn, f"{receiver.url}/hook{i}", project_id=project, max_concurrency=64)
