@@ -38,7 +38,6 @@ class Claimed:
     send_payload: bool
     timeout: float | None
     retry_schedule: Sequence[float] | None
-    rate_limit: float | None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Claimed:

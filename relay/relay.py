@@ -28,7 +28,6 @@ from outbox.config import Settings
 from relay import store
 from relay.deliveries import Claimed, Result, request_headers
 from relay.payloads import action_only
-from relay.ratelimit import TokenBucket
 from relay.schedule import decide, parse_retry_after
 from relay.sender import AiohttpSender, Outcome, Request, Sender
 from relay.urls import AddressPolicy, redact_url
@@ -160,7 +159,6 @@ class Relay:
         self._inflight = 0
         # requests in flight per webhook: counted against max_concurrency with other relays' leases
         self._busy: Counter[int] = Counter()
-        self._buckets: dict[int, TokenBucket] = {}
         self._bodies = _BodyCache(BODY_CACHE_BYTES)
         self._rng = random.Random()
         self._due = _Due()
@@ -278,13 +276,10 @@ class Relay:
     ) -> int:
         if self._stopping.is_set():
             return 0
-        now = time.monotonic()
-        throttled = [w for w, bucket in self._buckets.items() if bucket.exhausted(now)]
         claimed = await store.claim_deliveries(
             conn,
             relay_id=self.id,
             limit=free,
-            skip=throttled,
             timeout=self._settings.webhook_timeout,
             lease_margin=LEASE_MARGIN,
             cached=self._bodies,
@@ -330,7 +325,6 @@ class Relay:
         self, delivery: Claimed, body: bytes | None, results: MemoryObjectSendStream[Result]
     ) -> None:
         try:
-            await self._throttle(delivery)
             started_at = datetime.now(UTC)
             if body is None:
                 outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
@@ -349,18 +343,6 @@ class Relay:
             self._busy[delivery.webhook_id] -= 1
             self._due.claim = 0.0  # a place is free, and a capped webhook may have more
             self._wake.set()
-
-    async def _throttle(self, delivery: Claimed) -> None:
-        if delivery.rate_limit is None:
-            self._buckets.pop(delivery.webhook_id, None)
-            return
-        bucket = self._buckets.get(delivery.webhook_id)
-        now = time.monotonic()
-        if bucket is None or bucket.rate != delivery.rate_limit:
-            bucket = self._buckets[delivery.webhook_id] = TokenBucket.full(delivery.rate_limit, now)
-        wait = bucket.take(now)
-        if wait > 0:
-            await anyio.sleep(wait)
 
     def _judge(
         self, delivery: Claimed, outcome: Outcome, started_at: datetime, logged: dict[str, str]

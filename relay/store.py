@@ -280,7 +280,6 @@ async def claim_deliveries(
     *,
     relay_id: UUID,
     limit: int,
-    skip: Sequence[int],
     timeout: float,
     lease_margin: float,
     cached: BodyCache,
@@ -290,7 +289,7 @@ async def claim_deliveries(
     need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook."""
     async with _transaction(conn, durable=True):
         await conn.execute(
-            query("lock_claimable_webhooks"), {"skip": list(skip), "lock_space": CLAIM_LOCK_SPACE}
+            query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE}
         )
         rows = await (
             await conn.execute(

@@ -211,7 +211,7 @@ create table outbox.webhook (
     ordered              boolean not null default false,
     max_concurrency      integer not null default 8
                          constraint webhook_max_concurrency_range check (max_concurrency between 1 and 1000),
-    -- requests per second; null = unlimited
+    -- requests per second over all relays (bursts of up to max(1, rate_limit)); null = unlimited
     rate_limit           double precision constraint webhook_rate_limit_positive check (rate_limit > 0),
     -- seconds; null = WEBHOOK_TIMEOUT
     timeout              double precision constraint webhook_timeout_range check (timeout > 0 and timeout <= 300),
@@ -256,6 +256,14 @@ create table outbox.webhook_health (
     failing_since        timestamptz,
     last_success_at      timestamptz,
     last_failure_at      timestamptz
+);
+
+-- The token bucket behind a webhook's rate_limit, shared by every relay: claims take tokens from it
+-- while holding the webhook's claim lock, so the limit holds however many relays run.
+create table outbox.webhook_rate (
+    webhook_id integer primary key references outbox.webhook (id) on delete cascade,
+    tokens     double precision not null,
+    updated_at timestamptz not null
 );
 
 create trigger webhook_before_update before update on outbox.webhook

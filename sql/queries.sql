@@ -198,13 +198,12 @@ where p.event_id = v.event_id and p.chunk = v.chunk;
 -- name: lock_claimable_webhooks
 -- First statement of a claim: take an advisory lock on every webhook with due work (skipping the
 -- ones another relay is claiming for right now) and remember them for the claim itself. The claim
--- runs as the next statement, so its snapshot sees every lease committed by whoever held a lock
--- before: each webhook's concurrency cap holds across all relays.
+-- runs as the next statement, so its snapshot sees every lease and every rate token committed by
+-- whoever held a lock before: concurrency caps and rate limits hold across all relays.
 with due as materialized (
     select w.id
     from outbox.webhook w
     where w.is_active
-      and w.id <> all (%(skip)s::integer[])
       and exists (select 1 from outbox.delivery d
                   where d.webhook_id = w.id and d.state = 'pending' and d.next_attempt_at <= now())
 )
@@ -214,13 +213,25 @@ where pg_try_advisory_xact_lock(%(lock_space)s::integer, id);
 
 -- name: claim_deliveries
 -- Due deliveries of the webhooks locked above, at most each webhook's free concurrency (this
--- relay's requests in flight, %(busy)s, plus other relays' live leases), so that a slow or failing webhook never takes the places of
--- healthy ones. An ordered webhook gets a project's next delivery only once the earlier ones
--- succeeded or died. The lease is committed before any request is made: no transaction stays open
--- across HTTP.
-with claimable as (
-    select d.id
+-- relay's requests in flight, %(busy)s, plus other relays' live leases) and its rate tokens, so
+-- that a slow or failing webhook never takes the places of healthy ones. An ordered webhook gets a
+-- project's next delivery only once the earlier ones succeeded or died. The lease is committed
+-- before any request is made: no transaction stays open across HTTP.
+with webhooks as (
+    select w.id, w.max_concurrency, w.send_payload, w.ordered,
+           -- a token bucket: rate_limit tokens a second, at most max(1, rate_limit) saved up
+           case when w.rate_limit is not null then
+               least(greatest(1, w.rate_limit),
+                     coalesce(r.tokens + extract(epoch from now() - r.updated_at) * w.rate_limit,
+                              greatest(1, w.rate_limit)))
+           end as tokens
     from outbox.webhook w
+    left join outbox.webhook_rate r on r.webhook_id = w.id
+    where w.id = any (string_to_array(nullif(current_setting('outbox.claimable', true), ''), ',')::integer[])
+),
+claimable as (
+    select d.id, w.id as webhook_id, w.tokens
+    from webhooks w
     cross join lateral (
         select d.id, d.next_attempt_at
         from outbox.delivery d
@@ -243,12 +254,19 @@ with claimable as (
               - (select count(*) from outbox.delivery l
                  where l.webhook_id = w.id and l.state = 'pending' and l.lease_until >= now()
                    and l.leased_by <> %(relay_id)s),
-            coalesce(ceil(w.rate_limit)::integer, w.max_concurrency)))
+            coalesce(floor(w.tokens)::integer, w.max_concurrency)))
         for update of d skip locked
     ) d
-    where w.id = any (string_to_array(nullif(current_setting('outbox.claimable', true), ''), ',')::integer[])
     order by d.next_attempt_at, d.id
     limit %(limit)s
+),
+spent as (
+    insert into outbox.webhook_rate as r (webhook_id, tokens, updated_at)
+    select webhook_id, min(tokens) - count(*), now()
+    from claimable
+    where tokens is not null
+    group by webhook_id
+    on conflict (webhook_id) do update set tokens = excluded.tokens, updated_at = excluded.updated_at
 )
 update outbox.delivery d
 set lease_until = now() + make_interval(secs => coalesce(w.timeout, %(timeout)s) + %(lease_margin)s),
@@ -258,7 +276,7 @@ where d.id = any (array(select id from claimable)) and w.id = d.webhook_id and e
 returning d.id, d.message_id, d.event_id, d.chunk, d.webhook_id, d.attempts, e.action,
           w.url, w.headers, w.secret,
           case when w.previous_secret_expires_at > now() then w.previous_secret end as previous_secret,
-          w.send_payload, w.timeout, w.retry_schedule, w.rate_limit;
+          w.send_payload, w.timeout, w.retry_schedule;
 
 -- name: fetch_bodies
 select p.event_id, p.chunk, p.body

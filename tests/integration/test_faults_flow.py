@@ -114,11 +114,6 @@ async def test_rate_limit(conn, project, events, start_relay, sql_wait):
     assert busiest <= 2 * 5 + 1  # a full bucket plus a second's refill
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rate limits are per relay (relay/ratelimit.py TokenBucket in Relay._buckets): "
-    "N relays send up to N x rate_limit; the bucket must be shared, e.g. kept in the database",
-)
 async def test_rate_limit_holds_across_relays(conn, project, events, start_relay, sql_wait):
     async with Receiver() as receiver:
         hook = lsdb.webhook(conn, receiver.url + "/hook", project_id=project, rate_limit=5)

@@ -16,7 +16,7 @@ def claimed(secret=None, previous=None, headers=None):
     return Claimed(
         id=1, message_id=uuid.UUID(int=5), event_id=1, chunk=0, webhook_id=1, attempts=0, action="TASKS_CREATED",
         url="https://example.com/", headers=headers or {}, secret=secret, previous_secret=previous,
-        send_payload=True, timeout=None, retry_schedule=None, rate_limit=None,
+        send_payload=True, timeout=None, retry_schedule=None,
     )  # fmt: skip
 
 
