@@ -110,9 +110,7 @@ def _validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> A
         error = from_validation_error(exc)
         if as_json:
             typer.echo(
-                json.dumps(
-                    {"status_code": 400, "detail": error.detail, "validation_errors": error.errors}
-                )
+                json.dumps({"status_code": 400, "detail": error.detail, "validation_errors": error.errors})
             )
         raise CliError(f"invalid webhook: {error}") from None
 
@@ -138,8 +136,7 @@ def parse_when(value: str | None, option: str) -> datetime | None:
         return datetime.now(UTC) - parse_duration(value)
     except ValueError:
         raise CliError(
-            f"{option}: not a time: use ISO 8601 (2026-01-31T12:00:00Z) or a duration ago "
-            "(30m, 2h, 7d)"
+            f"{option}: not a time: use ISO 8601 (2026-01-31T12:00:00Z) or a duration ago (30m, 2h, 7d)"
         ) from None
 
 
@@ -153,6 +150,13 @@ def _headers(values: list[str] | None) -> dict[str, str] | None:
             raise CliError('--header: use "Name: value"')
         headers[name.strip()] = value.strip()
     return headers
+
+
+def _number(value: str, option: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise CliError(f"{option}: not a number: {value[:20]}") from None
 
 
 def _schedule(value: str | None) -> list[int] | None:
@@ -191,9 +195,7 @@ def api_command(
     if token is None:
         typer.echo("outbox api: authentication is OFF (--no-auth): 127.0.0.1 only", err=True)
     app = create_app(settings, url, admin_token=token)
-    uvicorn.run(
-        app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower()
-    )
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
 
 
 # -- outbox webhooks ----------------------------------------------------------------------------
@@ -229,9 +231,7 @@ def webhooks_show(webhook_id: WebhookArg, as_json: Json = False) -> None:
 
 Actions = Annotated[
     list[str] | None,
-    typer.Option(
-        "--action", "-a", help="Send only this action (repeatable); see /api/webhooks/info/."
-    ),
+    typer.Option("--action", "-a", help="Send only this action (repeatable); see /api/webhooks/info/."),
 ]
 Headers = Annotated[
     list[str] | None,
@@ -242,9 +242,7 @@ Headers = Annotated[
 @webhooks_app.command("add")
 def webhooks_add(
     url: Annotated[str, typer.Argument(help="Where to POST (http or https).")],
-    project: Annotated[
-        int | None, typer.Option(help="Project id; none = organization-level.")
-    ] = None,
+    project: Annotated[int | None, typer.Option(help="Project id; none = organization-level.")] = None,
     organization: Annotated[
         int | None, typer.Option(help="Organization id (default: the project's, or the only one).")
     ] = None,
@@ -253,9 +251,7 @@ def webhooks_add(
     payload: Annotated[
         bool, typer.Option("--payload/--no-payload", help="Send the payload, or only the action.")
     ] = True,
-    active: Annotated[
-        bool, typer.Option("--active/--inactive", help="Start active or paused.")
-    ] = True,
+    active: Annotated[bool, typer.Option("--active/--inactive", help="Start active or paused.")] = True,
     description: Annotated[str, typer.Option(help="A note for people.")] = "",
     secret: Annotated[str | None, typer.Option(help="Signing secret (whsec_...).")] = None,
     generate: Annotated[
@@ -317,24 +313,18 @@ def webhooks_update(
         bool, typer.Option("--clear-headers", help="Remove every static header.")
     ] = False,
     payload: Annotated[bool | None, typer.Option("--payload/--no-payload")] = None,
-    active: Annotated[
-        bool | None, typer.Option("--active/--inactive", help="Resume or pause.")
-    ] = None,
+    active: Annotated[bool | None, typer.Option("--active/--inactive", help="Resume or pause.")] = None,
     description: Annotated[str | None, typer.Option()] = None,
     secret: Annotated[
         str | None,
-        typer.Option(
-            help="A new signing secret (the old one keeps signing for OUTBOX_SECRET_GRACE)."
-        ),
+        typer.Option(help="A new signing secret (the old one keeps signing for OUTBOX_SECRET_GRACE)."),
     ] = None,
     no_secret: Annotated[bool, typer.Option("--no-secret", help="Stop signing.")] = False,
     ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
     max_concurrency: Annotated[int | None, typer.Option()] = None,
     rate_limit: Annotated[str | None, typer.Option(help='Requests per second, or "none".')] = None,
     timeout: Annotated[str | None, typer.Option(help='Seconds per request, or "default".')] = None,
-    retry_schedule: Annotated[
-        str | None, typer.Option(help='e.g. "0,5s,5m", or "default".')
-    ] = None,
+    retry_schedule: Annotated[str | None, typer.Option(help='e.g. "0,5s,5m", or "default".')] = None,
     as_json: Json = False,
 ) -> None:
     """Change a webhook: only the options given change (--action replaces the list)."""
@@ -364,18 +354,16 @@ def webhooks_update(
     if no_secret:
         data["secret"] = None
     if rate_limit is not None:
-        data["rate_limit"] = None if rate_limit == "none" else rate_limit
+        data["rate_limit"] = None if rate_limit == "none" else _number(rate_limit, "--rate-limit")
     if timeout is not None:
-        data["timeout"] = None if timeout == "default" else timeout
+        data["timeout"] = None if timeout == "default" else _number(timeout, "--timeout")
     if retry_schedule is not None:
         data["retry_schedule"] = _schedule(retry_schedule)
     if not data:
         raise CliError("nothing to change: give at least one option (see --help)")
     body = _validated(WebhookUpdate, data, as_json)
     grace = _settings().secret_grace
-    updated = _run(
-        lambda e: webhooks.update(e, webhook_id, body, secret_grace=grace), as_json=as_json
-    )
+    updated = _run(lambda e: webhooks.update(e, webhook_id, body, secret_grace=grace), as_json=as_json)
     _print_json(updated) if as_json else render_webhook(updated)
 
 
@@ -413,17 +401,13 @@ def webhooks_test(
 @webhooks_app.command("rotate-secret")
 def webhooks_rotate_secret(
     webhook_id: WebhookArg,
-    secret: Annotated[
-        str | None, typer.Option(help="Use this secret instead of generating one.")
-    ] = None,
+    secret: Annotated[str | None, typer.Option(help="Use this secret instead of generating one.")] = None,
     as_json: Json = False,
 ) -> None:
     """Give a webhook a new signing secret; the old one keeps signing for OUTBOX_SECRET_GRACE."""
     body = _validated(SecretRotation, {"secret": secret}, as_json)
     grace = _settings().secret_grace
-    rotated = _run(
-        lambda e: webhooks.rotate_secret(e, webhook_id, body.secret, grace=grace), as_json=as_json
-    )
+    rotated = _run(lambda e: webhooks.rotate_secret(e, webhook_id, body.secret, grace=grace), as_json=as_json)
     if as_json:
         _print_json(rotated)
         return
@@ -452,9 +436,7 @@ def webhooks_resume(webhook_id: WebhookArg, as_json: Json = False) -> None:
 
 # -- outbox deliveries / events ---------------------------------------------------------------
 
-Since = Annotated[
-    str | None, typer.Option(help="Created at or after: ISO 8601, or a duration ago (2h).")
-]
+Since = Annotated[str | None, typer.Option(help="Created at or after: ISO 8601, or a duration ago (2h).")]
 Until = Annotated[str | None, typer.Option(help="Created before: ISO 8601, or a duration ago.")]
 Limit = Annotated[int, typer.Option(help="Page size.", min=1, max=deliveries.MAX_PAGE)]
 Cursor = Annotated[str | None, typer.Option(help="`next` of the previous page.")]
@@ -514,9 +496,7 @@ def deliveries_recover(
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     assert start is not None
     if as_json:
-        result = _run(
-            lambda e: deliveries.recover(e, webhook_id, since=start, until=end), as_json=True
-        )
+        result = _run(lambda e: deliveries.recover(e, webhook_id, since=start, until=end), as_json=True)
         _print_json(result)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -533,9 +513,7 @@ def deliveries_recover(
         def report(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = _run(
-            lambda e: deliveries.recover(e, webhook_id, since=start, until=end, progress=report)
-        )
+        result = _run(lambda e: deliveries.recover(e, webhook_id, since=start, until=end, progress=report))
     typer.echo(f"{result.redelivered} deliveries of webhook {webhook_id} made due again")
 
 

@@ -85,11 +85,7 @@ def render_webhook(w: Webhook) -> None:
 def render_deliveries(page: DeliveryPage) -> None:
     table = Table("ID", "STATE", "ACTION", "EVENT", "ATTEMPTS", "LAST", "CREATED", "NEXT ATTEMPT")
     for d in page.results:
-        last = (
-            _dash(d.last_status)
-            if d.last_error is None
-            else f"{_dash(d.last_status)} {d.last_error[:60]}"
-        )
+        last = _dash(d.last_status) if d.last_error is None else f"{_dash(d.last_status)} {d.last_error[:60]}"
         table.add_row(
             str(d.id),
             f"[{_STATE_STYLE[d.state]}]{d.state}[/]" + (" (in flight)" if d.in_flight else ""),
@@ -111,9 +107,7 @@ def render_delivery(d: DeliveryDetail) -> None:
         f"webhook-id {d.message_id}"
     )
     if d.state == "pending":
-        console.print(
-            f"next attempt: {_when(d.next_attempt_at)}" + (" (in flight)" if d.in_flight else "")
-        )
+        console.print(f"next attempt: {_when(d.next_attempt_at)}" + (" (in flight)" if d.in_flight else ""))
     if not d.attempt_log:
         console.print("no attempt yet")
         return
@@ -132,9 +126,7 @@ def render_delivery(d: DeliveryDetail) -> None:
 
 
 def render_events(page: EventPage) -> None:
-    table = Table(
-        "ID", "ACTION", "ORG", "PROJECT", "ROWS", "PENDING", "DELIVERED", "DEAD", "CREATED"
-    )
+    table = Table("ID", "ACTION", "ORG", "PROJECT", "ROWS", "PENDING", "DELIVERED", "DEAD", "CREATED")
     for e in page.results:
         table.add_row(
             str(e.id),
@@ -153,6 +145,5 @@ def render_events(page: EventPage) -> None:
 
 def _next(cursor: str | None, shown: int, one: str, many: str) -> None:
     console.print(
-        f"{shown} {one if shown == 1 else many}"
-        + (f"; more with --cursor {cursor}" if cursor else "")
+        f"{shown} {one if shown == 1 else many}" + (f"; more with --cursor {cursor}" if cursor else "")
     )

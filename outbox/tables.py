@@ -78,6 +78,14 @@ webhook_health = Table(
     _ts("last_failure_at"),
 )
 
+webhook_rate = Table(
+    "webhook_rate",
+    metadata,
+    Column("webhook_id", Integer, primary_key=True),
+    Column("tokens", Double, nullable=False),
+    _ts("updated_at", nullable=False),
+)
+
 event = Table(
     "event",
     metadata,
@@ -161,6 +169,7 @@ change = Table(
     Column("row_ids", ARRAY(Integer), nullable=False),
     Column("task_ids", ARRAY(Integer)),
     Column("old_rows", JSONB),
+    Column("detach_xid", Xid8),
     _ts("captured_at", nullable=False),
 )
 
@@ -170,6 +179,7 @@ detached_task = Table(
     Column("task_id", Integer, primary_key=True),
     Column("project_id", Integer, nullable=False),
     Column("organization_id", Integer),
+    Column("detach_xid", Xid8, nullable=False),
     _ts("detached_at", nullable=False),
 )
 

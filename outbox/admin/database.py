@@ -40,9 +40,7 @@ def create_engine(
         if pool_size is None
         else {"pool_size": pool_size, "max_overflow": pool_size, "pool_pre_ping": True}
     )
-    return create_async_engine(
-        "postgresql+psycopg://", async_creator=connect, hide_parameters=True, **pool
-    )
+    return create_async_engine("postgresql+psycopg://", async_creator=connect, hide_parameters=True, **pool)
 
 
 # Which webhook field a CHECK failure is about, by the start of the message sql/0001_schema.sql

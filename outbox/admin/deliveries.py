@@ -75,9 +75,7 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment
 
 
-def _range(
-    column: Any, since: datetime | None, until: datetime | None
-) -> list[ColumnElement[bool]]:
+def _range(column: Any, since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
     since, until = utc(since), utc(until)
     if since is not None and until is not None and until <= since:
         raise invalid("until", "Must be later than since.")
@@ -99,7 +97,8 @@ def _page_size(limit: int) -> int:
 
 
 def _in_flight() -> ColumnElement[bool]:
-    return and_(d.c.state == "pending", d.c.lease_until >= func.now())
+    # `is not null` first: a null lease must make this false, not null (which NOT keeps null)
+    return and_(d.c.state == "pending", d.c.lease_until.is_not(None), d.c.lease_until >= func.now())
 
 
 def _delivery_query() -> Select[Any]:
@@ -150,9 +149,7 @@ async def list_deliveries(
     limit: int = 50,
 ) -> DeliveryPage:
     """A webhook's deliveries, newest first; ``state="failed"`` means pending after a failure."""
-    query = _delivery_query().where(
-        d.c.webhook_id == webhook_id, *_range(d.c.created_at, since, until)
-    )
+    query = _delivery_query().where(d.c.webhook_id == webhook_id, *_range(d.c.created_at, since, until))
     if state == "failed":
         query = query.where(d.c.state == "pending", d.c.attempts > 0)
     elif state is not None:
@@ -173,9 +170,7 @@ async def _detail(conn: AsyncConnection, delivery_id: int) -> DeliveryDetail:
     if row is None:
         raise NotFound("Delivery", delivery_id)
     attempts = (
-        await conn.execute(
-            select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.attempt, a.c.id)
-        )
+        await conn.execute(select(a).where(a.c.delivery_id == delivery_id).order_by(a.c.attempt, a.c.id))
     ).all()
     return DeliveryDetail(
         **_delivery(row).model_dump(),
@@ -217,10 +212,7 @@ async def retry(engine: AsyncEngine, delivery_id: int) -> DeliveryDetail:
     async with transaction(engine) as conn:
         updated = (
             await conn.execute(
-                d.update()
-                .where(d.c.id == delivery_id, ~_in_flight())
-                .values(**_due_now())
-                .returning(d.c.id)
+                d.update().where(d.c.id == delivery_id, ~_in_flight()).values(**_due_now()).returning(d.c.id)
             )
         ).first()
         if updated is None:

@@ -129,6 +129,9 @@ def field_errors(errors: Sequence[Any], *, skip: int = 0) -> FieldErrors:
     for error in errors:
         loc = [str(part) for part in error["loc"][skip:]]
         message = _message(error)
+        if loc in (["project"], ["organization"]) and error["type"] in ("int_type", "int_parsing"):
+            given = _type_name(error.get("input"))
+            message = f"Incorrect type. Expected pk value, received {given}."
         if not loc:
             if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
                 given = _type_name(error.get("input"))

@@ -59,9 +59,7 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
         func.count().filter(d.c.state == "dead"),
         func.count().filter(pending, d.c.attempts > 0),
         func.count().filter(pending, d.c.next_attempt_at <= func.now()),
-        func.coalesce(
-            func.extract("epoch", func.now() - func.min(d.c.created_at).filter(pending)), 0
-        ),
+        func.coalesce(func.extract("epoch", func.now() - func.min(d.c.created_at).filter(pending)), 0),
     )
     status = case(
         (and_(~w.c.is_active, w.c.disabled_reason.is_not(None)), literal("disabled")),
@@ -111,8 +109,7 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
         relays_alive=relays,
         webhooks={name: count for name, count in webhooks},
         latency={
-            r[0]: Latency(tuple(r[1 : 1 + len(LATENCY_BUCKETS)]), float(r[-2]), r[-1])
-            for r in durations
+            r[0]: Latency(tuple(r[1 : 1 + len(LATENCY_BUCKETS)]), float(r[-2]), r[-1]) for r in durations
         },
     )
 
@@ -151,9 +148,7 @@ class OutboxCollector(Collector):
             "Deliveries declared dead (redeliverable).",
             s.deliveries.get("dead", 0),
         )
-        yield _gauge(
-            "outbox_deliveries_failing", "Pending deliveries whose last attempt failed.", s.failing
-        )
+        yield _gauge("outbox_deliveries_failing", "Pending deliveries whose last attempt failed.", s.failing)
         yield _gauge("outbox_queue_depth", "Pending deliveries due now.", s.queue_depth)
         yield _gauge(
             "outbox_oldest_pending_delivery_age_seconds",
@@ -181,9 +176,7 @@ class OutboxCollector(Collector):
         )
         for name in ("success", "failure"):
             lat = s.latency.get(name, Latency((0,) * len(LATENCY_BUCKETS), 0.0, 0))
-            buckets = [
-                (_bound(b), float(c)) for b, c in zip(LATENCY_BUCKETS, lat.buckets, strict=True)
-            ]
+            buckets = [(_bound(b), float(c)) for b, c in zip(LATENCY_BUCKETS, lat.buckets, strict=True)]
             buckets.append(("+Inf", float(lat.count)))
             histogram.add_metric([name], buckets, lat.total_seconds)
         yield histogram
@@ -218,9 +211,7 @@ async def readiness(engine: AsyncEngine) -> Readiness:
     try:
         async with engine.connect() as conn:
             installed = (
-                await conn.execute(
-                    select(func.to_regclass("outbox.schema_migrations").is_not(None))
-                )
+                await conn.execute(select(func.to_regclass("outbox.schema_migrations").is_not(None)))
             ).scalar_one()
             rows = (await conn.execute(select(m.c.name, m.c.checksum))).all() if installed else []
             await conn.rollback()
@@ -230,9 +221,7 @@ async def readiness(engine: AsyncEngine) -> Readiness:
     try:
         pending = migrations.plan(migrations.load(), applied)
     except migrations.MigrationChanged:
-        return Readiness(
-            False, "ok", "changed: applied migrations differ from this version's files"
-        )
+        return Readiness(False, "ok", "changed: applied migrations differ from this version's files")
     if pending:
         names = tuple(p.name for p in pending)
         return Readiness(False, "ok", "pending: run `outbox migrate`", names)

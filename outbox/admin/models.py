@@ -10,14 +10,37 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 from outbox.admin import validation
 from relay.actions import Action
 
 MAX_INT = 2**31 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_INT)]
-Seconds = Annotated[int, Field(ge=0, le=30 * 86400)]
+# JSON types are taken strictly (no true for 1, no "5" for 5): what the schema says is what passes
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_INT)]
+Seconds = Annotated[StrictInt, Field(ge=0, le=30 * 86400)]
+
+
+def _iso_only(value: object) -> object:
+    # pydantic would take 1700000000 (or "0.5") as a Unix time: only ISO 8601 text is a time here
+    if isinstance(value, str) and not value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        return value
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("Datetime has wrong format. Use ISO 8601, e.g. 2026-01-31T12:00:00Z.")
+
+
+When = Annotated[datetime, BeforeValidator(_iso_only)]
+URL_SCHEMA: dict[str, Any] = {"format": "uri", "minLength": 1, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 
 
 def _text(value: str, what: str) -> str:
@@ -29,18 +52,25 @@ def _text(value: str, what: str) -> str:
 class _WebhookInput(BaseModel):
     """Fields a client may write, with Label Studio's defaults (``url`` is in the subclasses)."""
 
-    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    # unknown fields are ignored, as Label Studio does (a client may send back what it read)
+    model_config = ConfigDict(
+        extra="ignore", allow_inf_nan=False, json_schema_extra={"additionalProperties": True}
+    )
 
-    send_payload: bool = Field(True, description="If false, send only the action.")
-    send_for_all_actions: bool = Field(
+    send_payload: StrictBool = Field(True, description="If false, send only the action.")
+    send_for_all_actions: StrictBool = Field(
         True, description="If false, send only the actions listed in `actions`."
     )
     headers: dict[str, Any] = Field(
         default_factory=dict,
         description="Static request headers, name to string value (at most 10).",
-        json_schema_extra={"maxProperties": validation.MAX_HEADERS},
+        json_schema_extra={
+            "maxProperties": validation.MAX_HEADERS,
+            "propertyNames": {"pattern": "^[A-Za-z0-9_-]+$", "maxLength": validation.MAX_HEADER_NAME},
+            "additionalProperties": {"type": "string", "pattern": "^[^\\x00-\\x1f\\x7f]*$"},
+        },
     )
-    is_active: bool = Field(True, description="If false, the webhook is paused.")
+    is_active: StrictBool = Field(True, description="If false, the webhook is paused.")
     actions: list[Action] = Field(
         default_factory=list,
         description="Actions sent when `send_for_all_actions` is false. Omitted on PATCH: kept.",
@@ -52,14 +82,15 @@ class _WebhookInput(BaseModel):
         None,
         description="Signing secret (`whsec_` + base64 of 24-64 bytes); write-only, shown masked.",
         max_length=200,
+        json_schema_extra={"pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
     )
-    ordered: bool = Field(False, description="Deliver a project's events one at a time, in order.")
-    max_concurrency: int = Field(8, ge=1, le=1000, description="Requests in flight at most.")
-    rate_limit: float | None = Field(
-        None, gt=0, le=10_000, description="Requests per second at most; null = unlimited."
+    ordered: StrictBool = Field(False, description="Deliver a project's events one at a time, in order.")
+    max_concurrency: StrictInt = Field(8, ge=1, le=1000, description="Requests in flight at most.")
+    rate_limit: StrictFloat | None = Field(
+        None, ge=0.01, le=10_000, description="Requests per second at most; null = unlimited."
     )
-    timeout: float | None = Field(
-        None, gt=0, le=300, description="Seconds per request; null = WEBHOOK_TIMEOUT."
+    timeout: StrictFloat | None = Field(
+        None, ge=0.1, le=300, description="Seconds per request; null = WEBHOOK_TIMEOUT."
     )
     retry_schedule: list[Seconds] | None = Field(
         None,
@@ -109,7 +140,9 @@ class WebhookCreate(_WebhookInput):
     """``POST /api/webhooks/`` (and ``PUT``): ``url`` is required."""
 
     url: str = Field(
-        description="Where to POST (http or https).", max_length=validation.MAX_URL_LENGTH * 2
+        description="Where to POST (http or https).",
+        max_length=validation.MAX_URL_LENGTH,
+        json_schema_extra=URL_SCHEMA,
     )
     project: Id | None = Field(None, description="Project id; null = organization-level webhook.")
     organization: Id | None = Field(
@@ -122,7 +155,10 @@ class WebhookUpdate(_WebhookInput):
     """``PATCH /api/webhooks/<id>/``: only the fields sent change; ``project`` cannot change."""
 
     url: str = Field(
-        "", description="Where to POST (http or https).", max_length=validation.MAX_URL_LENGTH * 2
+        "",
+        description="Where to POST (http or https).",
+        max_length=validation.MAX_URL_LENGTH,
+        json_schema_extra=URL_SCHEMA,
     )
 
 
@@ -147,8 +183,8 @@ class RecoverRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    since: datetime
-    until: datetime | None = Field(None, description="Default: now.")
+    since: When
+    until: When | None = Field(None, description="Default: now.")
 
 
 # -- output ------------------------------------------------------------------------------------

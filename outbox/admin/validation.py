@@ -83,9 +83,7 @@ def url_problems(url: str) -> list[str]:
 def header_problems(headers: Any) -> list[str]:
     """Why ``headers`` cannot be a webhook's static headers: a JSON object of name to string."""
     if not isinstance(headers, Mapping):
-        return [
-            'Headers must be a JSON object of header name to string value, e.g. {"X-Token": "..."}.'
-        ]
+        return ['Headers must be a JSON object of header name to string value, e.g. {"X-Token": "..."}.']
     if len(headers) > MAX_HEADERS:
         return [f"At most {MAX_HEADERS} headers are allowed."]
     problems = []

@@ -177,9 +177,7 @@ async def get(engine: AsyncEngine, webhook_id: int) -> Webhook:
         return await _fetch(conn, webhook_id)
 
 
-async def resolve_organization(
-    conn: AsyncConnection, project: int | None, organization: int | None
-) -> int:
+async def resolve_organization(conn: AsyncConnection, project: int | None, organization: int | None) -> int:
     """The organization a new webhook belongs to: its project's; else the one given; else the
     database's only organization (Label Studio's open source edition has one)."""
     if project is not None:
@@ -195,24 +193,19 @@ async def resolve_organization(
             return int(owner)
     if organization is not None:
         exists = (
-            await conn.execute(
-                select(t.organization.c.id).where(t.organization.c.id == organization)
-            )
+            await conn.execute(select(t.organization.c.id).where(t.organization.c.id == organization))
         ).first()
         if exists is None:
             raise invalid("organization", f'Invalid pk "{organization}" - object does not exist.')
         return organization
-    ids = (
-        await conn.execute(select(t.organization.c.id).order_by(t.organization.c.id).limit(2))
-    ).all()
+    ids = (await conn.execute(select(t.organization.c.id).order_by(t.organization.c.id).limit(2))).all()
     if len(ids) == 1:
         return int(ids[0][0])
     if not ids:
         raise invalid("organization", "No organization exists in this Label Studio database yet.")
     raise invalid(
         "organization",
-        "This field is required for an organization-level webhook when there are several "
-        "organizations.",
+        "This field is required for an organization-level webhook when there are several organizations.",
     )
 
 
@@ -220,9 +213,7 @@ async def _check_cap(conn: AsyncConnection, organization: int, limit: int) -> No
     # Serialised per organization, so that concurrent creates cannot pass the cap together.
     await conn.execute(select(func.pg_advisory_xact_lock(CAP_LOCK, organization)))
     count = (
-        await conn.execute(
-            select(func.count()).select_from(w).where(w.c.organization_id == organization)
-        )
+        await conn.execute(select(func.count()).select_from(w).where(w.c.organization_id == organization))
     ).scalar_one()
     if count >= limit:
         raise invalid(
@@ -283,9 +274,7 @@ async def update(
         if current is None:
             raise NotFound("Webhook", webhook_id)
         if "actions" in fields:
-            problem = validation.organization_only_problem(
-                current.project_id, [str(a) for a in data.actions]
-            )
+            problem = validation.organization_only_problem(current.project_id, [str(a) for a in data.actions])
             if problem:
                 raise invalid("non_field_errors", problem)
         values = _values(data, fields)
@@ -328,17 +317,13 @@ def _activity(active: bool) -> dict[str, Any]:
 async def set_active(engine: AsyncEngine, webhook_id: int, active: bool) -> Webhook:
     """Pause (``active=False``) or resume a webhook. Resuming clears why it was disabled and its
     failure count; deliveries that piled up while paused are sent."""
-    return await update(
-        engine, webhook_id, WebhookUpdate(is_active=active), secret_grace=timedelta(0)
-    )
+    return await update(engine, webhook_id, WebhookUpdate(is_active=active), secret_grace=timedelta(0))
 
 
 async def delete(engine: AsyncEngine, webhook_id: int) -> None:
     """Delete a webhook with its deliveries and their attempts."""
     async with transaction(engine) as conn:
-        deleted = (
-            await conn.execute(w.delete().where(w.c.id == webhook_id).returning(w.c.id))
-        ).first()
+        deleted = (await conn.execute(w.delete().where(w.c.id == webhook_id).returning(w.c.id))).first()
     if deleted is None:
         raise NotFound("Webhook", webhook_id)
 
@@ -383,9 +368,7 @@ async def send_test(engine: AsyncEngine, webhook_id: int) -> int:
     async with transaction(engine) as conn:
         webhook = (
             await conn.execute(
-                select(w.c.organization_id, w.c.project_id, w.c.is_active).where(
-                    w.c.id == webhook_id
-                )
+                select(w.c.organization_id, w.c.project_id, w.c.is_active).where(w.c.id == webhook_id)
             )
         ).first()
         if webhook is None:
@@ -405,9 +388,7 @@ async def send_test(engine: AsyncEngine, webhook_id: int) -> int:
                 .returning(t.event.c.id)
             )
         ).scalar_one()
-        await conn.execute(
-            t.payload.insert().values(event_id=event_id, chunk=0, ready_at=func.now())
-        )
+        await conn.execute(t.payload.insert().values(event_id=event_id, chunk=0, ready_at=func.now()))
         delivery_id = (
             await conn.execute(
                 t.delivery.insert()

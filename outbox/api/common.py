@@ -26,8 +26,8 @@ def _settings(request: Request) -> Settings:
 
 Engine = Annotated[AsyncEngine, Depends(_engine)]
 Config = Annotated[Settings, Depends(_settings)]
-WebhookId = Annotated[int, Path(ge=1, le=MAX_INT, description="Webhook id.")]
-DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Delivery id.")]
+WebhookId = Annotated[int, Path(ge=1, le=MAX_INT, description="Webhook id.", examples=[1])]
+DeliveryId = Annotated[int, Path(ge=1, le=2**63 - 1, description="Delivery id.", examples=[1])]
 
 
 class ErrorBody(BaseModel):

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from outbox import __version__
 from outbox.admin.errors import AdminError, FieldErrors, Invalid, field_errors
@@ -49,9 +50,7 @@ def error_response(
 
 async def _admin_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AdminError)
-    headers = (
-        {"WWW-Authenticate": 'Token realm="outbox"'} if isinstance(exc, Unauthorized) else None
-    )
+    headers = {"WWW-Authenticate": 'Token realm="outbox"'} if isinstance(exc, Unauthorized) else None
     errors = exc.errors if isinstance(exc, Invalid) else None
     return error_response(exc.status, exc.detail, errors, headers)
 
@@ -72,13 +71,28 @@ async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
 _HTTP_DETAILS = {404: "Not found.", 413: "Request body too large."}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for candidate in request.app.router.routes:
+        match, _ = candidate.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(candidate, "methods", None) or ())
+        match, _ = candidate.matches(request.scope)
+        if match != Match.NONE:
+            methods |= set(getattr(candidate, "methods", None) or ())
+    return sorted(methods)
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 405:
         detail = f'Method "{request.method}" not allowed.'
+        headers["Allow"] = ", ".join(allowed_methods(request))
     else:
         detail = _HTTP_DETAILS.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+    return error_response(exc.status_code, detail, headers=headers or None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

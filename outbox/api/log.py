@@ -4,21 +4,20 @@ Lists are newest first, paginated by an opaque cursor (`next` of one page is `cu
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
 from outbox.admin import deliveries
 from outbox.admin.deliveries import MAX_PAGE, StateFilter
-from outbox.admin.models import MAX_INT, DeliveryDetail, DeliveryPage, EventPage
+from outbox.admin.models import MAX_INT, DeliveryDetail, DeliveryPage, EventPage, When
 from outbox.api.auth import require_token
 from outbox.api.common import DeliveryId, Engine, WebhookId, responses, route
 
 router = APIRouter(tags=["Delivery log"], dependencies=[Depends(require_token)])
 
-Since = Annotated[datetime | None, Query(description="Created at or after (ISO 8601).")]
-Until = Annotated[datetime | None, Query(description="Created before (ISO 8601).")]
+Since = Annotated[When | None, Query(description="Created at or after (ISO 8601).")]
+Until = Annotated[When | None, Query(description="Created before (ISO 8601).")]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next` of the previous page.")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 
@@ -57,7 +56,7 @@ async def list_events(
 @route(
     router,
     "GET",
-    "/api/webhooks/{webhook_id}/deliveries/",
+    "/api/webhooks/{webhook_id:int}/deliveries/",
     response_model=DeliveryPage,
     summary="List a webhook's deliveries",
     responses=responses(400, 401, 404),
@@ -82,7 +81,7 @@ async def list_deliveries(
 @route(
     router,
     "GET",
-    "/api/deliveries/{delivery_id}/",
+    "/api/deliveries/{delivery_id:int}/",
     response_model=DeliveryDetail,
     summary="Get a delivery with its attempts",
     responses=responses(401, 404),
@@ -94,7 +93,7 @@ async def get_delivery(engine: Engine, delivery_id: DeliveryId) -> DeliveryDetai
 @route(
     router,
     "POST",
-    "/api/deliveries/{delivery_id}/retry",
+    "/api/deliveries/{delivery_id:int}/retry",
     response_model=DeliveryDetail,
     summary="Retry a delivery now",
     responses=responses(401, 404, 409),

@@ -30,9 +30,7 @@ public = APIRouter(prefix="/api/webhooks", tags=["Webhooks"])
 router = APIRouter(prefix="/api/webhooks", tags=["Webhooks"], dependencies=[Depends(require_token)])
 
 
-@route(
-    public, "GET", "/info/", response_model=dict[str, ActionInfo], summary="Get all webhook actions"
-)
+@route(public, "GET", "/info/", response_model=dict[str, ActionInfo], summary="Get all webhook actions")
 async def info(
     organization_only: Annotated[
         str | None,
@@ -54,9 +52,7 @@ def _project_filter(project: str | None) -> webhooks.ProjectFilter:
         return "null"
     if project.isdigit() and 0 < int(project) <= MAX_INT:
         return int(project)
-    raise invalid(
-        "project", "Select a valid choice. That choice is not one of the available choices."
-    )
+    raise invalid("project", "Select a valid choice. That choice is not one of the available choices.")
 
 
 @route(
@@ -72,13 +68,9 @@ async def list_webhooks(
     project: Annotated[
         str | None, Query(description="Project id, or `null` for organization-level webhooks.")
     ] = None,
-    organization: Annotated[
-        int | None, Query(ge=1, le=MAX_INT, description="Organization id.")
-    ] = None,
+    organization: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Organization id.")] = None,
 ) -> list[Webhook]:
-    return await webhooks.list_webhooks(
-        engine, project=_project_filter(project), organization=organization
-    )
+    return await webhooks.list_webhooks(engine, project=_project_filter(project), organization=organization)
 
 
 @route(
@@ -94,15 +86,13 @@ async def create_webhook(engine: Engine, settings: Config, body: WebhookCreate) 
     """Without `project`, an organization-level webhook (it also gets PROJECT_CREATED and
     PROJECT_DELETED). The organization is the project's; else `organization`; else the database's
     only organization. At most OUTBOX_MAX_WEBHOOKS_PER_ORGANIZATION per organization."""
-    return await webhooks.create(
-        engine, body, max_per_organization=settings.max_webhooks_per_organization
-    )
+    return await webhooks.create(engine, body, max_per_organization=settings.max_webhooks_per_organization)
 
 
 @route(
     router,
     "GET",
-    "/{webhook_id}/",
+    "/{webhook_id:int}/",
     response_model=Webhook,
     summary="Get webhook info",
     responses=responses(401, 404),
@@ -114,7 +104,7 @@ async def get_webhook(engine: Engine, webhook_id: WebhookId) -> Webhook:
 @route(
     router,
     "PUT",
-    "/{webhook_id}/",
+    "/{webhook_id:int}/",
     response_model=Webhook,
     summary="Save webhook info",
     responses=responses(400, 401, 404),
@@ -129,7 +119,7 @@ async def put_webhook(
 @route(
     router,
     "PATCH",
-    "/{webhook_id}/",
+    "/{webhook_id:int}/",
     response_model=Webhook,
     summary="Update webhook info",
     responses=responses(400, 401, 404),
@@ -145,7 +135,7 @@ async def patch_webhook(
 @route(
     router,
     "DELETE",
-    "/{webhook_id}/",
+    "/{webhook_id:int}/",
     status_code=204,
     response_class=Response,
     summary="Delete webhook info",
@@ -160,7 +150,7 @@ async def delete_webhook(engine: Engine, webhook_id: WebhookId) -> Response:
 @route(
     router,
     "POST",
-    "/{webhook_id}/test",
+    "/{webhook_id:int}/test",
     response_model=DeliveryDetail,
     status_code=201,
     summary="Send a test event (PING)",
@@ -183,7 +173,7 @@ async def test_webhook(
 @route(
     router,
     "POST",
-    "/{webhook_id}/rotate-secret",
+    "/{webhook_id:int}/rotate-secret",
     response_model=SecretRotated,
     summary="Rotate the signing secret",
     responses=responses(400, 401, 404),
@@ -203,7 +193,7 @@ async def rotate_secret(
 @route(
     router,
     "POST",
-    "/{webhook_id}/pause",
+    "/{webhook_id:int}/pause",
     response_model=Webhook,
     summary="Pause a webhook",
     responses=responses(401, 404),
@@ -216,7 +206,7 @@ async def pause(engine: Engine, webhook_id: WebhookId) -> Webhook:
 @route(
     router,
     "POST",
-    "/{webhook_id}/resume",
+    "/{webhook_id:int}/resume",
     response_model=Webhook,
     summary="Resume a webhook",
     responses=responses(401, 404),
@@ -229,7 +219,7 @@ async def resume(engine: Engine, webhook_id: WebhookId) -> Webhook:
 @route(
     router,
     "POST",
-    "/{webhook_id}/recover",
+    "/{webhook_id:int}/recover",
     response_model=Recovered,
     summary="Redeliver failed and dead deliveries",
     responses=responses(400, 401, 404),

@@ -1,0 +1,108 @@
+"""The OpenAPI schema as a contract, checked against the real server: schemathesis generates
+requests for every operation (a bounded number of examples each) and no answer may be a 5xx or
+break the schema; and every route that needs the token refuses a request without it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+from tests.integration.api.conftest import ADMIN_TOKEN
+
+MAX_EXAMPLES = 10
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    unsupported_method,
+]  # ignored_auth: test_every_route_but_the_public_ones_needs_the_token does it for every route
+PUBLIC = {("GET", "/api/webhooks/info/"), ("GET", "/healthz"), ("GET", "/readyz")}
+
+calls: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if calls:
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        line = f"schemathesis: {sum(calls.values())} requests over {len(calls)} operations"
+        if reporter is not None:
+            reporter.write_line(f"\n{line}")
+
+
+def _schema() -> Any:
+    # The schema the server serves, built from the same app (no server needed to collect tests).
+    from outbox.api import create_app
+    from tests.integration.api.conftest import api_settings
+
+    app = create_app(api_settings(), "dbname=unused", admin_token=ADMIN_TOKEN)
+    return schemathesis.openapi.from_dict(app.openapi())
+
+
+schema = _schema()
+
+
+@pytest.fixture
+def live(api, seeded) -> Any:
+    """The server, with webhook 1 and delivery 1, so that generated ids reach more than 404."""
+    with api.client() as client:
+        client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/hook", "project": 1})
+        client.post("/api/webhooks/1/test")
+    return api
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_server_error_and_answers_match_the_schema(case: Any, live: Any) -> None:
+    response = case.call(base_url=live.url, headers={"Authorization": f"Token {ADMIN_TOKEN}"})
+    calls[f"{case.method} {case.path}"] += 1
+    case.validate_response(response, checks=CHECKS)
+
+
+def test_every_route_but_the_public_ones_needs_the_token(api, seeded):
+    client = httpx.Client(base_url=api.url)
+    paths = client.get("/openapi.json").json()["paths"]
+    checked = 0
+    for path, operations in paths.items():
+        concrete = path.replace("{webhook_id}", "1").replace("{delivery_id}", "1")
+        for method, operation in operations.items():
+            public = (method.upper(), path) in PUBLIC
+            assert ("security" not in operation) == public, (method, path)
+            for token in (None, "wrong-token", ADMIN_TOKEN[:-1]):
+                headers = {"Authorization": f"Token {token}"} if token else {}
+                answer = client.request(method, concrete, headers=headers, json={})
+                if public:
+                    assert answer.status_code < 400, (method, path)
+                else:
+                    assert answer.status_code == 401, (method, path, token, answer.status_code)
+                    assert answer.json()["detail"] in (
+                        "Authentication credentials were not provided.",
+                        "Invalid token.",
+                    )
+            checked += 1
+    client.close()
+    assert checked == sum(len(ops) for ops in paths.values()) >= 19
