@@ -334,7 +334,11 @@ class Relay:
                 assert sender is not None
                 headers, logged = request_headers(delivery, body, int(time.time()), USER_AGENT)
                 timeout = delivery.timeout or self._settings.webhook_timeout
-                outcome = await sender.send(Request(delivery.url, body, headers, timeout))
+                try:
+                    outcome = await sender.send(Request(delivery.url, body, headers, timeout))
+                except Exception as exc:  # a bug must cost one attempt, not the relay
+                    log.exception("sending delivery %d failed unexpectedly", delivery.id)
+                    outcome = Outcome(None, "internal", f"{type(exc).__name__} in the relay", "", 0.0)
             result = self._judge(delivery, outcome, started_at, logged)
             _log_result(result)
             results.send_nowait(result)

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import Literal
 
 # Failures that no retry can fix: the request itself is refused by policy.
-PERMANENT_ERRORS = frozenset({"too_large", "blocked"})
+PERMANENT_ERRORS = frozenset({"too_large", "blocked", "invalid_url"})
 
 State = Literal["pending", "delivered", "dead"]
 

@@ -99,9 +99,12 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         return "timeout", "timed out waiting for the response"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "connection", "server closed the connection without answering"
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        # the exception text holds the URL, which may hold credentials
+        return "invalid_url", f"the URL cannot be requested ({type(exc).__name__})"
     if isinstance(exc, aiohttp.ClientError | OSError):
         return "connection", f"{type(exc).__name__}: {exc}"
-    raise exc
+    return "request", f"{type(exc).__name__} while sending the request"
 
 
 class AiohttpSender:

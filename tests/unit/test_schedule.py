@@ -90,3 +90,7 @@ def test_durations_and_schedules_parse_the_documented_forms():
     assert parse_schedule("0,5s,5m,30m,2h,5h,10h,10h") == DEFAULT_RETRY_SCHEDULE
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("a while")
+
+
+def test_a_url_the_client_cannot_use_is_dead_at_once():
+    assert judge(error_class="invalid_url").state == "dead"
