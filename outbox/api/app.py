@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -56,17 +57,23 @@ def check_auth(settings: Settings, host: str, no_auth: bool) -> str | None:
     return token
 
 
-class LimitBody:
-    """Refuse request bodies larger than ``MAX_BODY_BYTES`` (by their Content-Length) with 413."""
+class RequestLimits:
+    """Refuse, before any route runs, request bodies larger than ``MAX_BODY_BYTES`` (413, by
+    their Content-Length) and query strings with a parameter without a name (400)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            response = None
             length = dict(scope["headers"]).get(b"content-length", b"0")
+            query = scope.get("query_string", b"").decode("latin-1")
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
                 response = error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
+            elif any(not name for name, _ in parse_qsl(query, keep_blank_values=True)):
+                response = error_response(400, "Malformed query string: a parameter has no name.")
+            if response is not None:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -93,7 +100,7 @@ def create_app(settings: Settings, database_url: str, *, admin_token: str | None
     app.state.settings = settings
     app.state.admin_token = admin_token
     errors.install(app)
-    app.add_middleware(LimitBody)
+    app.add_middleware(RequestLimits)
     app.include_router(webhooks.public)
     app.include_router(webhooks.router)
     app.include_router(log.router)
