@@ -12,28 +12,20 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import anyio
 import typer
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from outbox import db
-from outbox.admin import deliveries, webhooks
-from outbox.admin.database import create_engine
-from outbox.admin.errors import AdminError, Invalid, from_validation_error
-from outbox.admin.models import DeliveryDetail, SecretRotation, WebhookCreate, WebhookUpdate
-from outbox.cli_render import (
-    render_deliveries,
-    render_delivery,
-    render_events,
-    render_webhook,
-    render_webhooks,
-)
 from outbox.config import Settings, parse_duration
-from relay.signing import generate_secret
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from outbox.admin.models import DeliveryDetail
+
+# Every `outbox` command imports this module: what only the admin commands need (SQLAlchemy, the
+# admin operations, rich tables) is imported inside them, to keep `outbox relay` quick to start.
 
 T = TypeVar("T")
 
@@ -80,6 +72,13 @@ def register(app: typer.Typer) -> None:
 
 def _run(operation: Callable[[AsyncEngine], Awaitable[T]], *, as_json: bool = False) -> T:
     """Run one admin operation on DATABASE_URL; admin errors become CLI errors."""
+    import anyio
+    from sqlalchemy.exc import OperationalError
+
+    from outbox import db
+    from outbox.admin.database import create_engine
+    from outbox.admin.errors import AdminError, Invalid
+
     url = _database_url(_settings())
 
     async def main() -> T:
@@ -107,6 +106,8 @@ def _validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> A
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        from outbox.admin.errors import from_validation_error
+
         error = from_validation_error(exc)
         if as_json:
             typer.echo(
@@ -210,6 +211,9 @@ def webhooks_list(
     as_json: Json = False,
 ) -> None:
     """List webhooks."""
+    from outbox.admin import webhooks
+    from outbox.cli_render import render_webhooks
+
     if project is not None and project != "null" and not project.isdigit():
         raise CliError("--project: a project id, or null")
     wanted: webhooks.ProjectFilter = (
@@ -225,6 +229,9 @@ def webhooks_list(
 @webhooks_app.command("show")
 def webhooks_show(webhook_id: WebhookArg, as_json: Json = False) -> None:
     """Show one webhook."""
+    from outbox.admin import webhooks
+    from outbox.cli_render import render_webhook
+
     found = _run(lambda e: webhooks.get(e, webhook_id), as_json=as_json)
     _print_json(found) if as_json else render_webhook(found)
 
@@ -271,6 +278,11 @@ def webhooks_add(
     as_json: Json = False,
 ) -> None:
     """Add a webhook. With --action, only the listed actions are sent."""
+    from outbox.admin import webhooks
+    from outbox.admin.models import WebhookCreate
+    from outbox.cli_render import render_webhook
+    from relay.signing import generate_secret
+
     if generate and secret is not None:
         raise CliError("--secret and --generate-secret: give one")
     new_secret = generate_secret() if generate else secret
@@ -328,6 +340,10 @@ def webhooks_update(
     as_json: Json = False,
 ) -> None:
     """Change a webhook: only the options given change (--action replaces the list)."""
+    from outbox.admin import webhooks
+    from outbox.admin.models import WebhookUpdate
+    from outbox.cli_render import render_webhook
+
     data: dict[str, Any] = {}
     if url is not None:
         data["url"] = url
@@ -373,6 +389,8 @@ def webhooks_remove(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Remove a webhook with its deliveries and their attempt log."""
+    from outbox.admin import webhooks
+
     if not yes and sys.stdin.isatty():
         typer.confirm(f"remove webhook {webhook_id} and its delivery log?", abort=True)
     _run(lambda e: webhooks.delete(e, webhook_id))
@@ -389,6 +407,8 @@ def webhooks_test(
     as_json: Json = False,
 ) -> None:
     """Send a PING event to one webhook through the normal pipeline and show its delivery."""
+    from outbox.admin import deliveries, webhooks
+    from outbox.cli_render import render_delivery
 
     async def test(engine: AsyncEngine) -> DeliveryDetail:
         delivery_id = await webhooks.send_test(engine, webhook_id)
@@ -405,6 +425,9 @@ def webhooks_rotate_secret(
     as_json: Json = False,
 ) -> None:
     """Give a webhook a new signing secret; the old one keeps signing for OUTBOX_SECRET_GRACE."""
+    from outbox.admin import webhooks
+    from outbox.admin.models import SecretRotation
+
     body = _validated(SecretRotation, {"secret": secret}, as_json)
     grace = _settings().secret_grace
     rotated = _run(lambda e: webhooks.rotate_secret(e, webhook_id, body.secret, grace=grace), as_json=as_json)
@@ -423,6 +446,9 @@ def webhooks_rotate_secret(
 @webhooks_app.command("pause")
 def webhooks_pause(webhook_id: WebhookArg, as_json: Json = False) -> None:
     """Stop sending to a webhook; its deliveries wait until it is resumed."""
+    from outbox.admin import webhooks
+    from outbox.cli_render import render_webhook
+
     found = _run(lambda e: webhooks.set_active(e, webhook_id, False), as_json=as_json)
     _print_json(found) if as_json else render_webhook(found)
 
@@ -430,6 +456,9 @@ def webhooks_pause(webhook_id: WebhookArg, as_json: Json = False) -> None:
 @webhooks_app.command("resume")
 def webhooks_resume(webhook_id: WebhookArg, as_json: Json = False) -> None:
     """Resume a paused or disabled webhook (clears why it was disabled)."""
+    from outbox.admin import webhooks
+    from outbox.cli_render import render_webhook
+
     found = _run(lambda e: webhooks.set_active(e, webhook_id, True), as_json=as_json)
     _print_json(found) if as_json else render_webhook(found)
 
@@ -438,7 +467,7 @@ def webhooks_resume(webhook_id: WebhookArg, as_json: Json = False) -> None:
 
 Since = Annotated[str | None, typer.Option(help="Created at or after: ISO 8601, or a duration ago (2h).")]
 Until = Annotated[str | None, typer.Option(help="Created before: ISO 8601, or a duration ago.")]
-Limit = Annotated[int, typer.Option(help="Page size.", min=1, max=deliveries.MAX_PAGE)]
+Limit = Annotated[int, typer.Option(help="Page size.", min=1, max=500)]  # admin MAX_PAGE
 Cursor = Annotated[str | None, typer.Option(help="`next` of the previous page.")]
 
 
@@ -453,6 +482,9 @@ def deliveries_list(
     as_json: Json = False,
 ) -> None:
     """A webhook's deliveries, newest first."""
+    from outbox.admin import deliveries
+    from outbox.cli_render import render_deliveries
+
     if state not in (None, "pending", "delivered", "dead", "failed"):
         raise CliError("--state: pending, delivered, dead or failed")
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
@@ -474,6 +506,9 @@ def deliveries_list(
 @deliveries_app.command("show")
 def deliveries_show(delivery_id: DeliveryArg, as_json: Json = False) -> None:
     """One delivery with every attempt."""
+    from outbox.admin import deliveries
+    from outbox.cli_render import render_delivery
+
     found = _run(lambda e: deliveries.get_delivery(e, delivery_id), as_json=as_json)
     _print_json(found) if as_json else render_delivery(found)
 
@@ -481,6 +516,9 @@ def deliveries_show(delivery_id: DeliveryArg, as_json: Json = False) -> None:
 @deliveries_app.command("retry")
 def deliveries_retry(delivery_id: DeliveryArg, as_json: Json = False) -> None:
     """Make one delivery due now (same webhook-id); a dead one gets one more attempt."""
+    from outbox.admin import deliveries
+    from outbox.cli_render import render_delivery
+
     found = _run(lambda e: deliveries.retry(e, delivery_id), as_json=as_json)
     _print_json(found) if as_json else render_delivery(found)
 
@@ -493,6 +531,8 @@ def deliveries_recover(
     as_json: Json = False,
 ) -> None:
     """Redeliver a webhook's failed and dead deliveries created in [since, until)."""
+    from outbox.admin import deliveries
+
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     assert start is not None
     if as_json:
@@ -535,6 +575,9 @@ def events_list(
     as_json: Json = False,
 ) -> None:
     """Events, newest first, with their deliveries by state."""
+    from outbox.admin import deliveries
+    from outbox.cli_render import render_events
+
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     page = _run(
         lambda e: deliveries.list_events(

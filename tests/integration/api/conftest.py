@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,3 +102,26 @@ def start_api(database_url: str) -> Iterator[Callable[..., ApiServer]]:
 def api(start_api: Callable[..., ApiServer], seeded: psycopg.Connection[Any]) -> ApiServer:
     """The admin API on a database with organization 1 and projects 1 and 2."""
     return start_api()
+
+
+@pytest.fixture(scope="module")
+def module_api(postgres_server: Any, templates: Any) -> Iterator[ApiServer]:
+    """One admin API for a whole module, on a database of its own with organization 1, projects 1
+    and 2, webhook 1 and its delivery 1 (for tests that make many requests, e.g. schemathesis)."""
+    from tests.conftest import _create_database, _drop_database
+
+    name = f"test_api_{uuid.uuid4().hex[:8]}"
+    url = _create_database(postgres_server, name, template=templates.installed)
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("insert into organization (id, title) values (1, 'org')")
+            conn.execute("insert into project (id, title, organization_id) values (1, 'p1', 1), (2, 'p2', 1)")
+        settings = api_settings()
+        with serve(create_app(settings, url, admin_token=ADMIN_TOKEN)) as base:
+            server = ApiServer(base, url, settings)
+            with server.client() as client:
+                client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/hook", "project": 1})
+                client.post("/api/webhooks/1/test")
+            yield server
+    finally:
+        _drop_database(postgres_server, name)
