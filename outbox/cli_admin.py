@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -117,6 +117,7 @@ def _validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> A
 
 
 def _print_json(value: Any) -> None:
+    data: Any
     if isinstance(value, BaseModel):
         data = value.model_dump(mode="json", by_alias=True)
     else:
@@ -487,16 +488,11 @@ def deliveries_list(
 
     if state not in (None, "pending", "delivered", "dead", "failed"):
         raise CliError("--state: pending, delivered, dead or failed")
+    wanted = cast("deliveries.StateFilter | None", state)
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     page = _run(
         lambda e: deliveries.list_deliveries(
-            e,
-            webhook_id,
-            state=state,
-            since=start,
-            until=end,
-            cursor=cursor,
-            limit=limit,  # type: ignore[arg-type]
+            e, webhook_id, state=wanted, since=start, until=end, cursor=cursor, limit=limit
         ),
         as_json=as_json,
     )

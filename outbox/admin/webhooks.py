@@ -62,11 +62,13 @@ def actions_info(organization_only: str | None = None) -> dict[str, ActionInfo]:
     in Label Studio)."""
     wanted = None if organization_only is None else organization_only == "true"
     return {
-        action.value: ActionInfo(
-            name=info.name,
-            description=info.description,
-            key=info.key,
-            organization_only=info.organization_only,
+        action.value: ActionInfo.model_validate(
+            {
+                "name": info.name,
+                "description": info.description,
+                "key": info.key,
+                "organization-only": info.organization_only,
+            }
         )
         for action, info in CATALOG.items()
         if wanted is None or info.organization_only == wanted
@@ -317,7 +319,9 @@ def _activity(active: bool) -> dict[str, Any]:
 async def set_active(engine: AsyncEngine, webhook_id: int, active: bool) -> Webhook:
     """Pause (``active=False``) or resume a webhook. Resuming clears why it was disabled and its
     failure count; deliveries that piled up while paused are sent."""
-    return await update(engine, webhook_id, WebhookUpdate(is_active=active), secret_grace=timedelta(0))
+    return await update(
+        engine, webhook_id, WebhookUpdate.model_validate({"is_active": active}), secret_grace=timedelta(0)
+    )
 
 
 async def delete(engine: AsyncEngine, webhook_id: int) -> None:
