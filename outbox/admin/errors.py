@@ -129,7 +129,10 @@ def field_errors(errors: Sequence[Any], *, skip: int = 0) -> FieldErrors:
     for error in errors:
         loc = [str(part) for part in error["loc"][skip:]]
         message = _message(error)
-        if loc in (["project"], ["organization"]) and error["type"] in ("int_type", "int_parsing"):
+        if loc == ["project"] and error["type"] == "string_pattern_mismatch":
+            message = "Select a valid choice. That choice is not one of the available choices."
+        pk_types = ("int_type", "int_parsing", "value_error")
+        if loc in (["project"], ["organization"]) and error["type"] in pk_types:
             given = _type_name(error.get("input"))
             message = f"Incorrect type. Expected pk value, received {given}."
         if not loc:

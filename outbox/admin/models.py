@@ -8,6 +8,7 @@ does, so a client that sends back what it read works unchanged.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,18 +17,27 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictFloat,
-    StrictInt,
     field_validator,
 )
 
 from outbox.admin import validation
-from relay.actions import Action
+from relay.actions import PING, Action
 
 MAX_INT = 2**31 - 1
-# JSON types are taken strictly (no true for 1, no "5" for 5): what the schema says is what passes
-Id = Annotated[StrictInt, Field(ge=1, le=MAX_INT)]
-Seconds = Annotated[StrictInt, Field(ge=0, le=30 * 86400)]
+
+
+def _json_number(value: object) -> object:
+    # JSON types as JSON Schema reads them: true is not 1 and "5" is not 5 (pydantic's lax mode
+    # would take both), but 5.0 is the integer 5
+    if isinstance(value, bool | str):
+        raise ValueError("A valid number is required.")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_json_number)]
+Float = Annotated[float, BeforeValidator(_json_number)]
+Id = Annotated[Int, Field(ge=1, le=MAX_INT)]
+Seconds = Annotated[Int, Field(ge=0, le=30 * 86400)]
 
 
 def _iso_only(value: object) -> object:
@@ -85,11 +95,11 @@ class _WebhookInput(BaseModel):
         json_schema_extra={"pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
     )
     ordered: StrictBool = Field(False, description="Deliver a project's events one at a time, in order.")
-    max_concurrency: StrictInt = Field(8, ge=1, le=1000, description="Requests in flight at most.")
-    rate_limit: StrictFloat | None = Field(
+    max_concurrency: Int = Field(8, ge=1, le=1000, description="Requests in flight at most.")
+    rate_limit: Float | None = Field(
         None, ge=0.01, le=10_000, description="Requests per second at most; null = unlimited."
     )
-    timeout: StrictFloat | None = Field(
+    timeout: Float | None = Field(
         None, ge=0.1, le=300, description="Seconds per request; null = WEBHOOK_TIMEOUT."
     )
     retry_schedule: list[Seconds] | None = Field(
@@ -185,6 +195,12 @@ class RecoverRequest(BaseModel):
 
     since: When
     until: When | None = Field(None, description="Default: now.")
+
+
+# Actions an event can have: Label Studio's and the PING of `POST /api/webhooks/<id>/test`.
+EventAction = StrEnum(  # type: ignore[misc]
+    "EventAction", {name: name for name in [*(a.value for a in Action), PING]}
+)
 
 
 # -- output ------------------------------------------------------------------------------------

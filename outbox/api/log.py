@@ -10,7 +10,14 @@ from fastapi import APIRouter, Depends, Query
 
 from outbox.admin import deliveries
 from outbox.admin.deliveries import MAX_PAGE, StateFilter
-from outbox.admin.models import MAX_INT, DeliveryDetail, DeliveryPage, EventPage, When
+from outbox.admin.models import (
+    MAX_INT,
+    DeliveryDetail,
+    DeliveryPage,
+    EventAction,
+    EventPage,
+    When,
+)
 from outbox.api.auth import require_token
 from outbox.api.common import DeliveryId, Engine, WebhookId, responses, route
 
@@ -32,7 +39,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")]
 )
 async def list_events(
     engine: Engine,
-    action: Annotated[str | None, Query(max_length=64, description="e.g. TASKS_CREATED")] = None,
+    action: Annotated[EventAction | None, Query(description="e.g. TASKS_CREATED")] = None,
     project: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     organization: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
     since: Since = None,
@@ -43,7 +50,7 @@ async def list_events(
     """Events routed from Label Studio's changes (and PINGs), with their deliveries by state."""
     return await deliveries.list_events(
         engine,
-        action=action,
+        action=None if action is None else action.value,
         project=project,
         organization=organization,
         since=since,

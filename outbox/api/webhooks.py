@@ -66,7 +66,11 @@ def _project_filter(project: str | None) -> webhooks.ProjectFilter:
 async def list_webhooks(
     engine: Engine,
     project: Annotated[
-        str | None, Query(description="Project id, or `null` for organization-level webhooks.")
+        str | None,
+        Query(
+            description="Project id, or `null` for organization-level webhooks.",
+            pattern="^([1-9][0-9]{0,9}|null)?$",
+        ),
     ] = None,
     organization: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Organization id.")] = None,
 ) -> list[Webhook]:
