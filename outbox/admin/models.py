@@ -34,10 +34,12 @@ def _json_number(value: object) -> object:
     return value
 
 
-Int = Annotated[int, BeforeValidator(_json_number)]
-Float = Annotated[float, BeforeValidator(_json_number)]
-Id = Annotated[Int, Field(ge=1, le=MAX_INT)]
-Seconds = Annotated[Int, Field(ge=0, le=30 * 86400)]
+# (constraints before the validator, or pydantic leaves them out of the JSON schema)
+Id = Annotated[int, Field(ge=1, le=MAX_INT), BeforeValidator(_json_number)]
+Seconds = Annotated[int, Field(ge=0, le=30 * 86400), BeforeValidator(_json_number)]
+Concurrency = Annotated[int, Field(ge=1, le=1000), BeforeValidator(_json_number)]
+PerSecond = Annotated[float, Field(ge=0.01, le=10_000), BeforeValidator(_json_number)]
+Timeout = Annotated[float, Field(ge=0.1, le=300), BeforeValidator(_json_number)]
 
 
 def _iso_only(value: object) -> object:
@@ -50,6 +52,8 @@ def _iso_only(value: object) -> object:
 
 
 When = Annotated[datetime, BeforeValidator(_iso_only)]
+# base64 of 24 to 64 bytes, for the schema (validation.secret_problem decides)
+SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)?$"
 URL_SCHEMA: dict[str, Any] = {"format": "uri", "minLength": 1, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 
 
@@ -92,16 +96,12 @@ class _WebhookInput(BaseModel):
         None,
         description="Signing secret (`whsec_` + base64 of 24-64 bytes); write-only, shown masked.",
         max_length=200,
-        json_schema_extra={"pattern": "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$"},
+        json_schema_extra={"pattern": SECRET_PATTERN},
     )
     ordered: StrictBool = Field(False, description="Deliver a project's events one at a time, in order.")
-    max_concurrency: Int = Field(8, ge=1, le=1000, description="Requests in flight at most.")
-    rate_limit: Float | None = Field(
-        None, ge=0.01, le=10_000, description="Requests per second at most; null = unlimited."
-    )
-    timeout: Float | None = Field(
-        None, ge=0.1, le=300, description="Seconds per request; null = WEBHOOK_TIMEOUT."
-    )
+    max_concurrency: Concurrency = Field(8, description="Requests in flight at most.")
+    rate_limit: PerSecond | None = Field(None, description="Requests per second at most; null = unlimited.")
+    timeout: Timeout | None = Field(None, description="Seconds per request; null = WEBHOOK_TIMEOUT.")
     retry_schedule: list[Seconds] | None = Field(
         None,
         min_length=1,
@@ -177,7 +177,7 @@ class SecretRotation(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    secret: str | None = Field(None, max_length=200)
+    secret: str | None = Field(None, max_length=200, json_schema_extra={"pattern": SECRET_PATTERN})
 
     @field_validator("secret")
     @classmethod
