@@ -361,8 +361,9 @@ async def rotate_secret(
 async def notify_relays(conn: AsyncConnection) -> None:
     """Wake idle relays, as the capture triggers do: only while one is waiting (NOTIFY costs a
     cluster-wide lock at commit)."""
+    fresh = t.relay.c.heartbeat_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 1)
     await conn.execute(
-        select(func.pg_notify("outbox", "")).select_from(t.relay).where(t.relay.c.waiting).limit(1)
+        select(func.pg_notify("outbox", "")).select_from(t.relay).where(t.relay.c.waiting, fresh).limit(1)
     )
 
 
