@@ -14,7 +14,9 @@ from typing import Any
 
 from relay.payloads import ANNOTATION_FIELDS, COUNTERS, PROJECT_FIELDS, TASK_FIELDS
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "label-studio-examples"
+# the original, beside the repository in the team's workspace
+SHARED_EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "examples"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 KIND_FIELDS = {"project": PROJECT_FIELDS, "task": TASK_FIELDS, "annotation": ANNOTATION_FIELDS}
