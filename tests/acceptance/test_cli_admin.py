@@ -62,9 +62,6 @@ def test_webhook_lifecycle(cli, conn):
     # a table for people: the URL without credentials or query, no header values
     assert "https://example.com/hook?…" in table and "TASKS_CREATED, ANNOTATION_CREATED" in table
     assert "pw" not in table and "abc" not in table and "header-secret" not in table
-    assert [w["id"] for w in json.loads(cli("webhooks", "list", "--project", "1", "--json").stdout)] == [
-        added["id"]
-    ]
     assert json.loads(cli("webhooks", "list", "--project", "null", "--json").stdout) == []
     ident = str(added["id"])
     updated = json.loads(
@@ -84,8 +81,8 @@ def test_webhook_lifecycle(cli, conn):
     secret = rotated.split("shown this once): ")[1].split()[0]
     assert conn.execute("select secret from outbox.webhook").fetchone()["secret"] == secret
     assert "previous secret also signs until" not in rotated  # there was none before
-    assert secret not in cli("webhooks", "show", ident).stdout
-    assert "paused" in cli("webhooks", "pause", ident).stdout
+    paused = cli("webhooks", "pause", ident).stdout
+    assert "paused" in paused and "whsec_****" in paused and secret not in paused
     assert cli("webhooks", "remove", ident, "--yes").stdout.strip() == f"webhook {ident} removed"
     gone = cli("webhooks", "show", ident, ok=False)
     assert gone.returncode == 2 and f"Webhook {ident} not found" in gone.stderr
