@@ -174,19 +174,8 @@ async def _detail(conn: AsyncConnection, delivery_id: int) -> DeliveryDetail:
     ).all()
     return DeliveryDetail(
         **_delivery(row).model_dump(),
-        attempt_log=[
-            Attempt(
-                attempt=r.attempt,
-                started_at=r.started_at,
-                duration_ms=r.duration_ms,
-                status_code=r.status_code,
-                error_class=r.error_class,
-                error=r.error,
-                response_body=r.response_body,
-                request_headers=r.request_headers,
-            )
-            for r in attempts
-        ],
+        # the attempt log's columns are the Attempt model's fields (the rest are ignored)
+        attempt_log=[Attempt.model_validate(dict(r._mapping)) for r in attempts],
     )
 
 
