@@ -9,6 +9,7 @@ API's error body is printed on stdout too.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -197,6 +198,10 @@ def api_command(
     if token is None:
         typer.echo("outbox api: authentication is OFF (--no-auth): 127.0.0.1 only", err=True)
     app = create_app(settings, url, admin_token=token)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the
+    # previous handler: make that handler a clean exit, so a graceful stop is status 0.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
 
 

@@ -6,18 +6,6 @@
 -- outbox.change row per (statement, project), holding ids, never payloads. They never modify the
 -- application's rows and raise nothing of their own.
 
--- NOTIFY is only a wake-up hint, sent while some relay is idle and listening. Every notifying
--- transaction takes a cluster-wide lock at commit (measured: 8 writers fell from ~12,500 to ~3,800
--- TPS), so a busy relay polls instead. The payload is constant, so PostgreSQL folds all of a
--- transaction's notifications into one.
-create or replace function outbox.wake() returns void
-language sql as $$
-    select pg_notify('outbox', '')
-    from outbox.relay
-    where waiting and heartbeat_at > now() - interval '1 minute'
-    limit 1
-$$;
-
 -- project: INSERT / UPDATE of user-editable columns / DELETE. TG_ARGV lists the columns whose
 -- changes mean nothing to a webhook receiver (the one place that list lives).
 create or replace function outbox.capture_project() returns trigger

@@ -13,4 +13,3 @@ drop function if exists outbox.capture_project();
 drop function if exists outbox.capture_task();
 drop function if exists outbox.capture_task_detach();
 drop function if exists outbox.capture_annotation();
-drop function if exists outbox.wake();

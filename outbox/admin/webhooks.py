@@ -359,12 +359,9 @@ async def rotate_secret(
 
 
 async def notify_relays(conn: AsyncConnection) -> None:
-    """Wake idle relays, as the capture triggers do: only while one is waiting (NOTIFY costs a
-    cluster-wide lock at commit)."""
-    fresh = t.relay.c.heartbeat_at > func.now() - func.make_interval(0, 0, 0, 0, 0, 1)
-    await conn.execute(
-        select(func.pg_notify("outbox", "")).select_from(t.relay).where(t.relay.c.waiting, fresh).limit(1)
-    )
+    """Wake idle relays with the capture triggers' own function (outbox.wake(): NOTIFY only while
+    a relay waits, since NOTIFY costs a cluster-wide lock at commit)."""
+    await conn.execute(select(func.outbox.wake()))
 
 
 async def send_test(engine: AsyncEngine, webhook_id: int) -> int:

@@ -106,7 +106,7 @@ def test_uninstall_removes_triggers_and_functions_and_keeps_data(installed_datab
         assert triggers(conn) == []
         leftovers = conn.execute(
             "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
-            " where n.nspname = 'outbox' and (p.proname like 'capture%%' or p.proname = 'wake')"
+            " where n.nspname = 'outbox' and p.proname like 'capture%%'"
         ).fetchall()
         assert leftovers == []
         conn.execute("insert into organization (id, title) values (1, 'o')")
