@@ -1,0 +1,112 @@
+"""4. Latency: commit → arrival at the receiver, at a steady 200 events/s.
+
+A driver commits one single-row task INSERT at a time on a fixed schedule (200/s) and notes
+``time.monotonic()`` right after COMMIT returns; the receiver (its own process) notes the arrival
+with the same system-wide clock (CLOCK_MONOTONIC on Linux). Each arrival is matched to its task
+through its ``webhook-id`` (outbox.delivery.message_id → the event's row). The relay runs as
+deployed (``outbox relay``), with ``OUTBOX_SETTLE_MS=0`` and with the default settle delay.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import psycopg
+
+from bench import harness
+from bench.harness import TASK_DATA, Context, MeasureResult, RelayProcess
+
+NAME = "latency"
+RATE = 200.0
+WARMUP = 20
+INSERT = (
+    "insert into public.task (data, project_id, overlap, meta) "
+    "values (%s::jsonb, 1, 1, '{}'::jsonb) returning id"
+)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def _drive(conn: psycopg.Connection[Any], count: int) -> dict[int, float]:
+    """Commit ``count`` single-row transactions at RATE per second; task id → commit time."""
+    committed: dict[int, float] = {}
+    start = time.monotonic()
+    for n in range(count):
+        due = start + n / RATE
+        pause = due - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        row = conn.execute(INSERT, (TASK_DATA,)).fetchone()
+        committed[int(row[0]) if row else -1] = time.monotonic()
+    return committed
+
+
+def one_run(ctx: Context, settle_ms: int | None, seconds: float) -> dict[str, Any]:
+    srv, receiver = ctx.server, ctx.receiver
+    database = srv.create_database(ctx.templates.installed)
+    try:
+        with psycopg.connect(srv.url(database), autocommit=True) as conn:
+            harness.add_webhook(conn, receiver.url + "/latency")
+            label = f"latency-settle-{settle_ms if settle_ms is not None else 'default'}"
+            with RelayProcess(srv.url(database), settle_ms=settle_ms, profile=ctx.profile(label)) as relay:
+                relay.wait_waiting(conn)
+                receiver.reset()
+                warmup = _drive(conn, WARMUP)
+                count = int(RATE * seconds)
+                committed = _drive(conn, count)
+                receiver.wait_for(WARMUP + count, timeout=30)
+            arrivals = receiver.arrivals()
+            rows = conn.execute(
+                "select 'msg_' || replace(d.message_id::text, '-', ''), e.row_ids[1]"
+                " from outbox.delivery d join outbox.event e on e.id = d.event_id"
+            ).fetchall()
+    finally:
+        srv.drop_database(database)
+    task_of: dict[str, int] = {str(k): int(v) for k, v in rows}
+    latencies = []
+    for arrived, webhook_id in zip(arrivals["times"], arrivals["ids"], strict=True):
+        task = task_of.get(webhook_id)
+        if task in committed:
+            latencies.append((arrived - committed[task]) * 1000)
+    missing = count - len(latencies)
+    return {
+        "settle_ms": settle_ms,
+        "events": count,
+        "warmup_events": len(warmup),
+        "matched": len(latencies),
+        "missing": missing,
+        "p50_ms": percentile(latencies, 0.50) if latencies else None,
+        "p95_ms": percentile(latencies, 0.95) if latencies else None,
+        "p99_ms": percentile(latencies, 0.99) if latencies else None,
+        "max_ms": max(latencies) if latencies else None,
+        "mean_ms": statistics.fmean(latencies) if latencies else None,
+    }
+
+
+def run(ctx: Context) -> MeasureResult:
+    result = MeasureResult(NAME)
+    seconds = 0.5 if ctx.quick else 6.0
+    runs: list[dict[str, Any]] = []
+    settings: tuple[tuple[int | None, str], ...] = ((0, "settle 0"), (None, "settle default"))
+    for _ in range(ctx.repeat):
+        for settle_ms, label in settings:
+            measured = one_run(ctx, settle_ms, seconds)
+            runs.append(measured)
+            for key, name in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
+                target = None
+                if settle_ms == 0 and key == "p50_ms":
+                    target = "<= 5"
+                elif settle_ms == 0 and key == "p99_ms":
+                    target = "<= 20"
+                figure = result.figure(f"{label}: commit → arrival {name}", "ms", target=target)
+                if measured[key] is not None:
+                    figure.samples.append(measured[key])
+    result.details = {"rate_per_s": RATE, "seconds": seconds, "runs": runs}
+    return result
