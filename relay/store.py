@@ -125,22 +125,20 @@ async def route_changes(
 
     ``clear_waiting``: lower this relay's waiting flag if there was anything to route."""
     async with _transaction(conn, durable=False):
-        locked = await (await conn.execute(query("lock_routing"), {"key": ROUTING_LOCK})).fetchone()
-        if not locked or not locked["locked"]:
-            return RouteReport(0, [])
-        rows = await (
-            await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
-        ).fetchall()
-        changes = [_change(row) for row in rows]
+        # one round trip for the lock, the changes and the webhooks, one for the writes and commit
+        await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
+        taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+        subscribed = await conn.execute(query("routable_webhooks"))
+        changes = [_change(row) for row in await taken.fetchall()]
+        webhooks = [_webhook(row) for row in await subscribed.fetchall()]
         done = [c.id for c in changes if not c.held]
         if not done:
             return RouteReport(0, [])
         if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
             await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
-        webhooks = [
-            _webhook(row) for row in await (await conn.execute(query("routable_webhooks"))).fetchall()
-        ]
-        routed = plan(group_changes(changes), webhooks, batch_size)
+        # events nobody subscribed to are not kept: they would cost Label Studio's database a
+        # write for each of its own
+        routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
         if routed:
             await conn.execute(
                 query("insert_events"),
@@ -154,6 +152,13 @@ async def route_changes(
 
 
 def _change(row: DictRow) -> Change:
+    row_ids, task_ids = row["row_ids"], row["task_ids"] or ()
+    if row["op"] == "INSERT":  # the trigger does not sort; creation order is id order
+        if task_ids:
+            pairs = sorted(zip(row_ids, task_ids, strict=True))
+            row_ids, task_ids = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            row_ids = sorted(row_ids)
     return Change(
         id=row["id"],
         xid=int(row["xid"]),
@@ -161,8 +166,8 @@ def _change(row: DictRow) -> Change:
         op=row["op"],
         project_id=row["project_id"],
         organization_id=row["organization_id"],
-        row_ids=tuple(row["row_ids"]),
-        task_ids=tuple(row["task_ids"] or ()),
+        row_ids=tuple(row_ids),
+        task_ids=tuple(task_ids),
         detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
         held=row["held"],
     )

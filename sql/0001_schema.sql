@@ -22,6 +22,7 @@ create table outbox.change (
     table_name      text not null,
     op              text not null check (op in ('INSERT', 'UPDATE', 'DELETE')),
     project_id      integer,
+    -- null for inserts: the relay reads it from the project
     organization_id integer,
     row_ids         integer[] not null,
     -- task_completion only: the task of each row, parallel to row_ids
@@ -33,7 +34,6 @@ create table outbox.change (
     detach_xid      xid8,
     captured_at     timestamptz not null default clock_timestamp()
 );
-create index change_xid on outbox.change (xid);
 create index change_detach_xid on outbox.change (detach_xid) where detach_xid is not null;
 
 -- Label Studio's Data Manager deletes tasks in two transactions: first `project_id = NULL`, then the

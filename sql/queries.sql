@@ -67,18 +67,23 @@ update outbox.relay set waiting = false where id = %(relay_id)s and waiting;
 -- relay: routing changes into events and deliveries
 
 -- name: lock_routing
--- One relay routes at a time (a transaction's changes must be grouped together); the others go on
--- building and sending.
-select pg_try_advisory_xact_lock(%(key)s) as locked;
+-- One relay routes at a time: a transaction's changes must be grouped together. The lock is taken
+-- in a statement of its own so that the next one's snapshot sees everything the previous holder
+-- committed (a snapshot taken before the lock could route the same changes twice).
+select set_config('outbox.routing', pg_try_advisory_xact_lock(%(lock)s)::text, true);
 
 -- name: take_changes
 -- Whole transactions only: the first changes decide which transactions are taken, and every change
 -- of those transactions comes along (grouping needs them all), as does every change of the Data
 -- Manager deletes they belong to. Such a delete is `held` while its detached tasks are not all
 -- deleted yet (Label Studio deletes them 500 per transaction, then sends one TASKS_DELETED), unless
--- it made no progress for %(detach_wait)s (Label Studio died half-way).
+-- it made no progress for %(detach_wait)s (Label Studio died half-way). Nothing comes back unless
+-- the statement before took the routing lock. Inserts do not record their organization (the
+-- trigger stays cheap): it is read from the project here.
 with head as (
-    select xid, detach_xid from outbox.change order by id limit %(limit)s
+    select xid, detach_xid from outbox.change
+    where current_setting('outbox.routing', true) = 'true'
+    order by id limit %(limit)s
 ),
 open_batches as (
     select b.detach_xid
@@ -87,12 +92,14 @@ open_batches as (
       and (select max(c.captured_at) from outbox.change c where c.detach_xid = b.detach_xid)
           > now() - %(detach_wait)s
 )
-select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id, c.organization_id,
+select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
+       coalesce(c.organization_id, p.organization_id) as organization_id,
        c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held
 from outbox.change c
-where c.xid in (select xid from head)
-   or c.detach_xid in (select detach_xid from head where detach_xid is not null)
+left join public.project p on c.organization_id is null and p.id = c.project_id
+where c.xid = any (array(select xid from head))
+   or c.detach_xid = any (array(select detach_xid from head where detach_xid is not null))
 order by c.id;
 
 -- name: delete_changes

@@ -28,10 +28,11 @@ def changes(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 def test_a_bulk_insert_is_one_row_per_project_holding_ids(ls):
     ls.execute("insert into task (data, project_id) select '{}', 1 + (g % 2) from generate_series(1, 1000) g")
-    rows = changes(ls)
+    rows = sorted(changes(ls), key=lambda r: r[2])
+    # inserts leave the organization to the relay (no join on Label Studio's hot path)
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        ("task", "INSERT", 1, 1),
-        ("task", "INSERT", 2, 1),
+        ("task", "INSERT", 1, None),
+        ("task", "INSERT", 2, None),
     ]
     assert sorted(rows[0][4] + rows[1][4]) == list(range(1, 1001))
     assert (
@@ -53,9 +54,10 @@ def test_annotations_record_their_tasks_and_project(ls):
     ls.execute(
         "insert into task_completion (id, task_id, project_id) values (10, 1, 1), (11, 2, 2), (12, 1, 1)"
     )
-    assert changes(ls) == [
-        ("task_completion", "INSERT", 1, 1, [10, 12], [1, 1]),
-        ("task_completion", "INSERT", 2, 1, [11], [2]),
+    rows = sorted((t, op, project, org, sorted(zip(ids, tasks, strict=True))) for t, op, project, org, ids, tasks in changes(ls))
+    assert rows == [
+        ("task_completion", "INSERT", 1, None, [(10, 1), (12, 1)]),
+        ("task_completion", "INSERT", 2, None, [(11, 2)]),
     ]
 
 
