@@ -130,6 +130,14 @@ def uninstall(
     typer.echo("outbox uninstalled" + (" and its data dropped" if drop_data else "; schema outbox kept"))
 
 
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _run_relay(url: str, settings: Settings) -> None:
     from relay.relay import Relay
 
@@ -152,7 +160,8 @@ def _run_relay(url: str, settings: Settings) -> None:
             await relay.run()
             tg.cancel_scope.cancel()
 
-    anyio.run(run)
+    # uvloop: the relay is event-loop bound (thousands of sockets' worth of callbacks a second)
+    anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
 
 
 @app.command("relay")

@@ -148,13 +148,27 @@ class _WriteRate:
 
 
 class _Due:
-    """When each step of the pipeline should run next (time.monotonic() seconds)."""
+    """When each step of the pipeline should run next (time.monotonic() seconds), and when the
+    payloads and deliveries this relay routed become ready (after the settle delay)."""
 
     def __init__(self) -> None:
         self.route = self.build = self.claim = 0.0
+        self._ready: deque[float] = deque()
 
     def all_now(self) -> None:
         self.route = self.build = self.claim = 0.0
+
+    def ready(self, at: float) -> None:
+        """Something routed now becomes ready ``at`` (the settle delay is constant: in order)."""
+        self._ready.append(at)
+        self.build = min(self.build, at)
+        self.claim = min(self.claim, at)
+
+    def next_ready(self, now: float, poll_interval: float) -> float:
+        """When to look again: the next ready time still ahead, else the next poll."""
+        while self._ready and self._ready[0] <= now:
+            self._ready.popleft()
+        return self._ready[0] if self._ready else now + poll_interval
 
 
 class Relay:
@@ -252,64 +266,64 @@ class Relay:
     async def _cycle(
         self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
     ) -> bool:
-        """One pass over the steps that are due: route, build, claim. True when one found work."""
+        """One transaction over the steps that are due: route, build, claim. True when one found
+        work. One transaction, because a new event with no settle delay is then sent after one
+        commit instead of three."""
         settings = self._settings
         due, now = self._due, time.monotonic()
-        worked = False
-        if now >= due.route:
-            report = await store.route_changes(
-                conn,
-                relay_id=self.id,
-                limit=ROUTE_LIMIT,
-                batch_size=settings.webhook_batch_size,
-                settle=timedelta(milliseconds=settings.settle_ms),
-                clear_waiting=self._waiting,
-            )
-            # More changes may be queued behind a full batch; otherwise the next poll or NOTIFY.
-            due.route = now if report.changes else now + settings.poll_interval
-            self._writes.add(report.changes, now)
-            if report.changes:
-                self._waiting = False
-                ready = now + settings.settle_ms / 1000
-                due.build = min(due.build, ready)
-                due.claim = min(due.claim, ready)
-                worked = True
-            for routed in report.events:
-                log.debug(
-                    "routed %s (project %s, %d rows) to %d webhook(s)",
-                    routed.event.action,
-                    routed.event.project_id,
-                    len(routed.event.row_ids),
-                    len(routed.webhooks),
-                )
-        if now >= due.build:
-            built = await store.build_payloads(conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size)
-            due.build = now if built else now + settings.poll_interval
-            if built:
-                due.claim = now
-                worked = True
         free = settings.concurrency - self._inflight
-        # Claim in batches: one freed slot at a time would cost a claim per delivery.
-        if now >= due.claim and (free >= self._claim_batch or (free > 0 and not self._inflight)):
-            claimed = await self._dispatch(conn, sends, results, free)
-            due.claim = now if claimed == free else now + settings.poll_interval
-            worked = worked or claimed > 0
-        return worked
+        # Claim in batches: one freed place at a time would cost a claim per delivery.
+        claiming = free >= self._claim_batch or (free > 0 and not self._inflight)
+        if now < min(due.route, due.build, due.claim if claiming else math.inf):
+            return False
+        worked = False
+        claimed: list[Claimed] = []
+        async with store.transaction(conn):
+            if now >= due.route:
+                report = await store.route_changes(
+                    conn,
+                    relay_id=self.id,
+                    limit=ROUTE_LIMIT,
+                    batch_size=settings.webhook_batch_size,
+                    settle=timedelta(milliseconds=settings.settle_ms),
+                    clear_waiting=self._waiting,
+                )
+                # More changes may be queued behind a full batch; otherwise next poll or NOTIFY.
+                due.route = now if report.changes else now + settings.poll_interval
+                self._writes.add(report.changes, now)
+                if report.changes:
+                    self._waiting = False
+                    if report.events:
+                        due.ready(now + settings.settle_ms / 1000)
+                    worked = True
+            if now >= due.build:
+                built, more = await store.build_payloads(
+                    conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size
+                )
+                due.build = now if more else due.next_ready(now, settings.poll_interval)
+                if built:
+                    due.claim = now
+                    worked = True
+            if claiming and now >= due.claim and not self._stopping.is_set():
+                claimed = await store.claim_deliveries(
+                    conn,
+                    relay_id=self.id,
+                    limit=free,
+                    timeout=settings.webhook_timeout,
+                    lease_margin=LEASE_MARGIN,
+                    cached=self._bodies,
+                    busy=self._busy,
+                )
+                due.claim = now if len(claimed) == free else due.next_ready(now, settings.poll_interval)
+            if not claimed:
+                await store.without_flush(conn)  # nothing will be sent on the strength of it
+        # committed: only now may requests go out
+        self._dispatch(claimed, sends, results)
+        return worked or bool(claimed)
 
-    async def _dispatch(
-        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result], free: int
-    ) -> int:
-        if self._stopping.is_set():
-            return 0
-        claimed = await store.claim_deliveries(
-            conn,
-            relay_id=self.id,
-            limit=free,
-            timeout=self._settings.webhook_timeout,
-            lease_margin=LEASE_MARGIN,
-            cached=self._bodies,
-            busy=self._busy,
-        )
+    def _dispatch(
+        self, claimed: list[Claimed], sends: TaskGroup, results: MemoryObjectSendStream[Result]
+    ) -> None:
         for delivery in claimed:
             body = (
                 self._bodies.get((delivery.event_id, delivery.chunk))
@@ -319,7 +333,6 @@ class Relay:
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
             sends.start_soon(self._deliver, delivery, body, results)
-        return len(claimed)
 
     async def _idle(self, conn: store.Conn) -> None:
         """Sleep until notified, a send finishes, something falls due, or the poll interval.

@@ -38,18 +38,23 @@ CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
 
 
 @asynccontextmanager
-async def _transaction(conn: Conn, *, durable: bool) -> AsyncIterator[None]:
+async def transaction(conn: Conn, *, durable: bool = True) -> AsyncIterator[None]:
     """One transaction with its statements pipelined (fewer round trips).
 
-    ``durable=False`` commits without waiting for the WAL flush: for transactions whose loss in a
-    database crash only repeats work. Every claim is durable and comes before any request is sent,
-    and a WAL flush covers everything written before it, so no request ever goes out for a change
-    the database could still forget.
+    Not durable (``durable=False``, or ``without_flush`` called inside) means the commit does not
+    wait for the WAL flush: for transactions whose loss in a database crash only repeats work.
+    Every claim is durable and comes before any request is sent, and a WAL flush covers everything
+    written before it, so no request ever goes out for a change the database could still forget.
     """
     async with conn.pipeline(), conn.transaction():
         if not durable:
-            await conn.execute(query("commit_without_flush"))
+            await without_flush(conn)
         yield
+
+
+async def without_flush(conn: Conn) -> None:
+    """Let the current transaction commit without waiting for the WAL flush."""
+    await conn.execute(query("commit_without_flush"))
 
 
 class _FragmentLoader(Loader):
@@ -121,33 +126,33 @@ async def route_changes(
     settle: timedelta,
     clear_waiting: bool,
 ) -> RouteReport:
-    """Turn committed changes into events and deliveries, then forget the changes.
+    """Turn committed changes into events and deliveries, then forget the changes (inside the
+    caller's transaction, which holds the routing lock until it ends).
 
     ``clear_waiting``: lower this relay's waiting flag if there was anything to route."""
-    async with _transaction(conn, durable=False):
-        # one round trip for the lock, the changes and the webhooks, one for the writes and commit
-        await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
-        taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
-        subscribed = await conn.execute(query("routable_webhooks"))
-        changes = [_change(row) for row in await taken.fetchall()]
-        webhooks = [_webhook(row) for row in await subscribed.fetchall()]
-        done = [c.id for c in changes if not c.held]
-        if not done:
-            return RouteReport(0, [])
-        if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
-            await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
-        # events nobody subscribed to are not kept: they would cost Label Studio's database a
-        # write for each of its own
-        routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
-        if routed:
-            await conn.execute(
-                query("insert_events"),
-                {
-                    "events": orjson.dumps([_event_input(r) for r in routed]).decode(),
-                    "settle": settle,
-                },
-            )
-        await conn.execute(query("delete_changes"), {"ids": done})
+    # one round trip for the lock, the changes and the webhooks; the writes go with what follows
+    await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
+    taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+    subscribed = await conn.execute(query("routable_webhooks"))
+    changes = [_change(row) for row in await taken.fetchall()]
+    webhooks = [_webhook(row) for row in await subscribed.fetchall()]
+    done = [c.id for c in changes if not c.held]
+    if not done:
+        return RouteReport(0, [])
+    if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
+        await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
+    # events nobody subscribed to are not kept: they would cost Label Studio's database a
+    # write for each of its own
+    routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
+    if routed:
+        await conn.execute(
+            query("insert_events"),
+            {
+                "events": orjson.dumps([_event_input(r) for r in routed]).decode(),
+                "settle": settle,
+            },
+        )
+    await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed)
 
 
@@ -209,33 +214,31 @@ class _Pending:
     row_ids: tuple[int, ...]
 
 
-async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> int:
-    """Build the bodies of payloads whose settle delay has passed; returns how many were built.
-
-    Rows are fetched for up to ``max_rows`` rows at a time, so a 100,000-task import is built chunk
-    by chunk in bounded memory.
-    """
-    async with _transaction(conn, durable=False):
-        rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
-        pending = [
-            _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]))
-            for r in rows
+async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int, bool]:
+    """Build the bodies of payloads whose settle delay has passed, at most ``max_rows`` rows' worth
+    (a 100,000-task import is built a chunk per call, in bounded memory and without holding up
+    the rest). Returns how many were built and whether more are ready."""
+    rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
+    pending = [
+        _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]))
+        for r in rows
+    ]
+    group = next(iter(_groups(pending, max_rows)), [])
+    if group:
+        snapshot = await _snapshot(conn, group)
+        bodies = [
+            payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot))
+            for p in group
         ]
-        for group in _groups(pending, max_rows):
-            snapshot = await _snapshot(conn, group)
-            bodies = [
-                payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot))
-                for p in group
-            ]
-            await conn.execute(
-                query("store_payloads"),
-                {
-                    "event_ids": [p.event_id for p in group],
-                    "chunks": [p.chunk for p in group],
-                    "bodies": bodies,
-                },
-            )
-    return len(pending)
+        await conn.execute(
+            query("store_payloads"),
+            {
+                "event_ids": [p.event_id for p in group],
+                "chunks": [p.chunk for p in group],
+                "bodies": bodies,
+            },
+        )
+    return len(group), len(group) < len(pending) or len(pending) == limit
 
 
 def _groups(pending: Sequence[_Pending], max_rows: int) -> Iterable[list[_Pending]]:
@@ -291,40 +294,40 @@ async def claim_deliveries(
     busy: Mapping[int, int],
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries (committed before returning), and put the bodies they
-    need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook."""
-    async with _transaction(conn, durable=True):
+    need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook.
+    The caller's transaction must be durable (see ``transaction``)."""
+    await conn.execute(
+        query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE}
+    )
+    rows = await (
         await conn.execute(
-            query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE}
+            query("claim_deliveries"),
+            {
+                "relay_id": relay_id,
+                "limit": limit,
+                "timeout": timeout,
+                "lease_margin": lease_margin,
+                "busy": orjson.dumps({str(k): v for k, v in busy.items() if v}).decode(),
+            },
         )
-        rows = await (
+    ).fetchall()
+    claimed = [Claimed.from_row(row) for row in rows]
+    missing = sorted(
+        {
+            (c.event_id, c.chunk)
+            for c in claimed
+            if c.send_payload and cached.get((c.event_id, c.chunk)) is None
+        }
+    )
+    if missing:
+        bodies = await (
             await conn.execute(
-                query("claim_deliveries"),
-                {
-                    "relay_id": relay_id,
-                    "limit": limit,
-                    "timeout": timeout,
-                    "lease_margin": lease_margin,
-                    "busy": orjson.dumps({str(k): v for k, v in busy.items() if v}).decode(),
-                },
+                query("fetch_bodies"),
+                {"event_ids": [k[0] for k in missing], "chunks": [k[1] for k in missing]},
             )
         ).fetchall()
-        claimed = [Claimed.from_row(row) for row in rows]
-        missing = sorted(
-            {
-                (c.event_id, c.chunk)
-                for c in claimed
-                if c.send_payload and cached.get((c.event_id, c.chunk)) is None
-            }
-        )
-        if missing:
-            bodies = await (
-                await conn.execute(
-                    query("fetch_bodies"),
-                    {"event_ids": [k[0] for k in missing], "chunks": [k[1] for k in missing]},
-                )
-            ).fetchall()
-            for row in bodies:
-                cached.put((row["event_id"], row["chunk"]), bytes(row["body"]))
+        for row in bodies:
+            cached.put((row["event_id"], row["chunk"]), bytes(row["body"]))
     return claimed
 
 
@@ -354,7 +357,7 @@ async def record_results(
     to_disable = {r.delivery.webhook_id: r.disable_reason for r in results if r.disable_reason}
     # Not durable: a result lost in a database crash means that delivery is sent again, with the
     # same webhook-id (at least once).
-    async with _transaction(conn, durable=False):
+    async with transaction(conn, durable=False):
         await conn.execute(
             query("record_attempts"),
             {
