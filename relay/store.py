@@ -9,7 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
@@ -111,6 +111,13 @@ async def set_waiting(conn: Conn, relay_id: UUID) -> Idle:
 class RouteReport:
     changes: int
     events: list[Routed]
+    # bodies built while routing (no settle delay), by (event id, chunk)
+    bodies: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+    @property
+    def unbuilt(self) -> bool:
+        """Whether some payload is left for the build step."""
+        return sum(r.chunks for r in self.events if r.needs_payload) > len(self.bodies)
 
     @property
     def deliveries(self) -> int:
@@ -125,11 +132,15 @@ async def route_changes(
     batch_size: int,
     settle: timedelta,
     clear_waiting: bool,
+    build_rows: int = 0,
 ) -> RouteReport:
     """Turn committed changes into events and deliveries, then forget the changes (inside the
     caller's transaction, which holds the routing lock until it ends).
 
-    ``clear_waiting``: lower this relay's waiting flag if there was anything to route."""
+    ``clear_waiting``: lower this relay's waiting flag if there was anything to route.
+    ``build_rows``: with no settle delay, build the payloads of up to this many rows right away
+    (in the same transaction, so they are inserted once, built); the rest wait for the build step.
+    """
     # one round trip for the lock, the changes and the webhooks; the writes go with what follows
     await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
     taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
@@ -144,16 +155,37 @@ async def route_changes(
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
     routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
+    built: list[tuple[int, _Pending]] = []  # (position, chunk to build now)
+    for position, r in enumerate(routed, start=1):
+        if not r.needs_payload or len(r.event.row_ids) > build_rows:
+            continue
+        build_rows -= len(r.event.row_ids)
+        for chunk in range(r.chunks):
+            rows = r.event.row_ids[chunk * r.chunk_size : (chunk + 1) * r.chunk_size]
+            built.append((position, _Pending(0, chunk, r.event.action, r.event.project_id, rows)))
+    bodies: list[bytes] = []
+    if built:
+        items = [item for _, item in built]
+        snapshot = await _snapshot(conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in items])
+        bodies = _bodies(items, snapshot)
+    by_key: dict[tuple[int, int], bytes] = {}
     if routed:
-        await conn.execute(
+        inserted = await conn.execute(
             query("insert_events"),
             {
                 "events": orjson.dumps([_event_input(r) for r in routed]).decode(),
                 "settle": settle,
+                "body_ords": [position for position, _ in built],
+                "body_chunks": [item.chunk for _, item in built],
+                "bodies": bodies,
             },
         )
+        ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
+        by_key = {
+            (ids[position], item.chunk): body for (position, item), body in zip(built, bodies, strict=True)
+        }
     await conn.execute(query("delete_changes"), {"ids": done})
-    return RouteReport(len(done), routed)
+    return RouteReport(len(done), routed, by_key)
 
 
 def _change(row: DictRow) -> Change:
@@ -220,16 +252,12 @@ async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int,
     the rest). Returns how many were built and whether more are ready."""
     rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
     pending = [
-        _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]))
-        for r in rows
+        _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"])) for r in rows
     ]
     group = next(iter(_groups(pending, max_rows)), [])
     if group:
-        snapshot = await _snapshot(conn, group)
-        bodies = [
-            payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot))
-            for p in group
-        ]
+        snapshot = await _snapshot(conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in group])
+        bodies = _bodies(group, snapshot)
         await conn.execute(
             query("store_payloads"),
             {
@@ -254,27 +282,35 @@ def _groups(pending: Sequence[_Pending], max_rows: int) -> Iterable[list[_Pendin
         yield group
 
 
-async def _fetch(conn: Conn, name: str, ids: Iterable[int]) -> dict[int, DictRow]:
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    cursor = conn.cursor()
-    cursor.adapters.register_loader("jsonb", _FragmentLoader)
-    cursor.adapters.register_loader("json", _FragmentLoader)
-    await cursor.execute(query(name), {"ids": wanted})
-    return {row["id"]: row for row in await cursor.fetchall()}
+async def _snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloads.Snapshot:
+    """The current rows behind some payloads: three queries in one round trip. jsonb columns come
+    as orjson.Fragment, so Label Studio's JSON passes into payloads unparsed."""
+    projects = sorted({i for n in wanted for i in n.projects})
+    tasks = sorted({i for n in wanted for i in n.tasks})
+    annotations = sorted({i for n in wanted for i in n.annotations})
+    queries = [
+        ("fetch_projects", {"ids": projects}, bool(projects)),
+        ("fetch_tasks", {"ids": tasks, "annotation_ids": annotations}, bool(tasks or annotations)),
+        ("fetch_annotations", {"ids": annotations}, bool(annotations)),
+    ]
+    cursors: list[psycopg.AsyncCursor[DictRow] | None] = []
+    for name, params, needed in queries:
+        if not needed:
+            cursors.append(None)
+            continue
+        cursor = conn.cursor()
+        cursor.adapters.register_loader("jsonb", _FragmentLoader)
+        cursor.adapters.register_loader("json", _FragmentLoader)
+        await cursor.execute(query(name), params)
+        cursors.append(cursor)
+    found: list[dict[int, DictRow]] = []
+    for pending in cursors:
+        found.append({row["id"]: row for row in await pending.fetchall()} if pending else {})
+    return payloads.Snapshot(projects=found[0], tasks=found[1], annotations=found[2])
 
 
-async def _snapshot(conn: Conn, group: Sequence[_Pending]) -> payloads.Snapshot:
-    needs = [payloads.needs(p.action, p.project_id, p.row_ids) for p in group]
-    annotations = await _fetch(conn, "fetch_annotations", (i for n in needs for i in n.annotations))
-    task_ids = [i for n in needs for i in n.tasks]
-    task_ids += [row["task_id"] for row in annotations.values() if row["task_id"] is not None]
-    return payloads.Snapshot(
-        projects=await _fetch(conn, "fetch_projects", (i for n in needs for i in n.projects)),
-        tasks=await _fetch(conn, "fetch_tasks", task_ids),
-        annotations=annotations,
-    )
+def _bodies(items: Sequence[_Pending], snapshot: payloads.Snapshot) -> list[bytes]:
+    return [payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot)) for p in items]
 
 
 class BodyCache(Protocol):
@@ -296,9 +332,7 @@ async def claim_deliveries(
     """Lease up to ``limit`` due deliveries (committed before returning), and put the bodies they
     need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook.
     The caller's transaction must be durable (see ``transaction``)."""
-    await conn.execute(
-        query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE}
-    )
+    await conn.execute(query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE})
     rows = await (
         await conn.execute(
             query("claim_deliveries"),
@@ -431,11 +465,11 @@ async def prune(
     total = Pruned()
     batches = 0
     params = {"retention": retention, "dead_retention": dead_retention, "batch": batch}
-    for name, field in (("prune_deliveries", "deliveries"), ("prune_events", "events")):
+    for name, counted in (("prune_deliveries", "deliveries"), ("prune_events", "events")):
         while max_batches is None or batches < max_batches:
             batches += 1
             deleted = (await conn.execute(query(name), params)).rowcount
-            total = total + Pruned(**{field: deleted})
+            total = total + Pruned(**{counted: deleted})
             if deleted < batch:
                 break
     await conn.execute(query("prune_detached_tasks"), params)

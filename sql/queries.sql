@@ -112,13 +112,20 @@ where is_active;
 
 -- name: insert_events
 -- Events, their payload chunks and their deliveries, in one statement. Event ids are taken in
--- routing order so that ordered webhooks see commit order.
+-- routing order so that ordered webhooks see commit order. Bodies built already (no settle delay)
+-- come in %(bodies)b, keyed by the event's position and chunk; the others are built later.
+-- Returns each event's id by its position.
 with input as (
-    -- a function scan yields the array in order, so ids follow the routing order
-    select nextval(pg_get_serial_sequence('outbox.event', 'id')) as event_id, x.*
-    from jsonb_to_recordset(%(events)s::jsonb) as x(
+    select nextval(pg_get_serial_sequence('outbox.event', 'id')) as event_id, e.ord, x.*
+    from jsonb_array_elements(%(events)s::jsonb) with ordinality as e(doc, ord)
+    cross join jsonb_to_record(e.doc) as x(
         xid text, action text, organization_id integer, project_id integer, row_ids integer[],
         chunk_size integer, chunks integer, webhook_ids integer[], needs_payload boolean)
+    order by e.ord
+),
+built as (
+    select * from unnest(%(body_ords)b::bigint[], %(body_chunks)b::integer[], %(bodies)b::bytea[])
+        as b(ord, chunk, body)
 ),
 events as (
     insert into outbox.event (id, xid, action, organization_id, project_id, row_ids, chunk_size)
@@ -127,18 +134,22 @@ events as (
     from input
 ),
 payloads as (
-    insert into outbox.payload (event_id, chunk, ready_at)
-    select i.event_id, c.chunk, now() + %(settle)s
+    insert into outbox.payload (event_id, chunk, ready_at, body, built_at)
+    select i.event_id, c.chunk, now() + %(settle)s, b.body, case when b.body is not null then now() end
     from input i
     cross join generate_series(0, i.chunks - 1) as c(chunk)
+    left join built b on b.ord = i.ord and b.chunk = c.chunk
     where i.needs_payload
+),
+deliveries as (
+    insert into outbox.delivery (event_id, chunk, webhook_id, project_id, next_attempt_at)
+    select i.event_id, c.chunk, w.webhook_id, i.project_id, now() + %(settle)s
+    from input i
+    cross join generate_series(0, i.chunks - 1) as c(chunk)
+    cross join unnest(i.webhook_ids) with ordinality as w(webhook_id, n)
+    order by i.event_id, c.chunk, w.n
 )
-insert into outbox.delivery (event_id, chunk, webhook_id, project_id, next_attempt_at)
-select i.event_id, c.chunk, w.webhook_id, i.project_id, now() + %(settle)s
-from input i
-cross join generate_series(0, i.chunks - 1) as c(chunk)
-cross join unnest(i.webhook_ids) with ordinality as w(webhook_id, n)
-order by i.event_id, c.chunk, w.n;
+select ord, event_id from input;
 
 -- ---------------------------------------------------------------------------------------------
 -- relay: building payloads
@@ -184,11 +195,13 @@ cross join lateral (
 where p.id = any(%(ids)s);
 
 -- name: fetch_tasks
+-- The tasks asked for, and those of the annotations asked for (nested in annotation events).
 select t.*,
        array(select c.user_id from public.task_comment_authors c
               where c.task_id = t.id order by c.id) as comment_authors
 from public.task t
-where t.id = any(%(ids)s);
+where t.id = any(%(ids)s)
+   or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s));
 
 -- name: fetch_annotations
 select a.* from public.task_completion a where a.id = any(%(ids)s);
