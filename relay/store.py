@@ -145,13 +145,17 @@ async def route_changes(
     await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
     taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
     subscribed = await conn.execute(query("routable_webhooks"))
-    changes = [_change(row) for row in await taken.fetchall()]
+    rows = await taken.fetchall()
     webhooks = [_webhook(row) for row in await subscribed.fetchall()]
-    done = [c.id for c in changes if not c.held]
+    done: list[int] = [row["id"] for row in rows if not row["held"]]
     if not done:
         return RouteReport(0, [])
     if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
         await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
+    if not webhooks:  # nobody subscribed: nothing to group, only to forget
+        await conn.execute(query("delete_changes"), {"ids": done})
+        return RouteReport(len(done), [])
+    changes = [_change(row) for row in rows]
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
     routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
@@ -161,8 +165,8 @@ async def route_changes(
             continue
         build_rows -= len(r.event.row_ids)
         for chunk in range(r.chunks):
-            rows = r.event.row_ids[chunk * r.chunk_size : (chunk + 1) * r.chunk_size]
-            built.append((position, _Pending(0, chunk, r.event.action, r.event.project_id, rows)))
+            ids = r.event.row_ids[chunk * r.chunk_size : (chunk + 1) * r.chunk_size]
+            built.append((position, _Pending(0, chunk, r.event.action, r.event.project_id, ids)))
     bodies: list[bytes] = []
     if built:
         items = [item for _, item in built]
