@@ -184,9 +184,10 @@ async def route_changes(
                 "bodies": bodies,
             },
         )
-        ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
+        event_ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
         by_key = {
-            (ids[position], item.chunk): body for (position, item), body in zip(built, bodies, strict=True)
+            (event_ids[position], item.chunk): body
+            for (position, item), body in zip(built, bodies, strict=True)
         }
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
