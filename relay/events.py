@@ -80,7 +80,8 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
         if change.detach_xid is not None and not change.held and change.project_id is not None:
             merged.setdefault((change.detach_xid, change.project_id), []).append(change)
     for parts in merged.values():
-        ids = list(dict.fromkeys(row for part in parts for row in part.row_ids))
+        # Label Studio lists them by id; its batches follow the heap, which the detach reordered
+        ids = sorted({row for part in parts for row in part.row_ids})
         last = parts[-1]
         organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
         events.append(Event(last.xid, Action.TASKS_DELETED, organization, last.project_id, tuple(ids)))
