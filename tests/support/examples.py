@@ -1,4 +1,4 @@
-"""The payloads Label Studio 1.23.2 sent (shared/label-studio/examples), and rows that make them.
+"""The payloads Label Studio 1.23.2 sent (tests/data/label-studio-examples), and rows that make them.
 
 ``rows_of`` inverts the serialisation: payload keys back to column names, timestamps back to
 datetimes, so tests can seed a database (or a Snapshot) with exactly what Label Studio had.
@@ -15,8 +15,6 @@ from typing import Any
 from relay.payloads import ANNOTATION_FIELDS, COUNTERS, PROJECT_FIELDS, TASK_FIELDS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "label-studio-examples"
-# the original, beside the repository in the team's workspace
-SHARED_EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "label-studio" / "examples"
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
 
 KIND_FIELDS = {"project": PROJECT_FIELDS, "task": TASK_FIELDS, "annotation": ANNOTATION_FIELDS}
