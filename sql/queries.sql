@@ -79,7 +79,10 @@ select set_config('outbox.routing', pg_try_advisory_xact_lock(%(lock)s)::text, t
 -- deleted yet (Label Studio deletes them 500 per transaction, then sends one TASKS_DELETED), unless
 -- it made no progress for %(detach_wait)s (Label Studio died half-way). Nothing comes back unless
 -- the statement before took the routing lock. Inserts do not record their organization (the
--- trigger stays cheap): it is read from the project here.
+-- trigger stays cheap): it is read from the project here; when the project is gone by now, from its
+-- deletion, which is still queued (changes are routed in order, and a project's deletion comes
+-- after every change made in it), else from a webhook of that project. A committed change becomes
+-- its events whatever happened to its rows since.
 with head as (
     select xid, detach_xid from outbox.change
     where current_setting('outbox.routing', true) = 'true'
@@ -93,7 +96,13 @@ open_batches as (
           > now() - %(detach_wait)s
 )
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
-       coalesce(c.organization_id, p.organization_id) as organization_id,
+       coalesce(c.organization_id, p.organization_id,
+                (select d.organization_id from outbox.change d
+                  where d.table_name = 'project' and d.op = 'DELETE' and d.project_id = c.project_id
+                    and d.organization_id is not null
+                  order by d.id limit 1),
+                (select w.organization_id from outbox.webhook w
+                  where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
        c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held
 from outbox.change c
@@ -120,8 +129,17 @@ with input as (
     from jsonb_array_elements(%(events)s::jsonb) with ordinality as e(doc, ord)
     cross join jsonb_to_record(e.doc) as x(
         xid text, action text, organization_id integer, project_id integer, row_ids integer[],
-        chunk_size integer, chunks integer, webhook_ids integer[], needs_payload boolean)
+        chunk_size integer, chunk_starts integer[], chunk_ends integer[], chunk_bytes bigint[],
+        chunk_errors text[], webhook_ids integer[], needs_payload boolean)
     order by e.ord
+),
+-- the chunks relay/chunks.py cut (rows and bytes): chunk n holds rows [start, end) of row_ids
+chunks as (
+    select i.event_id, i.ord, i.project_id, i.webhook_ids, i.needs_payload, c.n - 1 as chunk,
+           c.row_start, c.row_end, c.size_estimate, c.error
+    from input i
+    cross join unnest(i.chunk_starts, i.chunk_ends, i.chunk_bytes, i.chunk_errors)
+        with ordinality as c(row_start, row_end, size_estimate, error, n)
 ),
 built as (
     select * from unnest(%(body_ords)b::bigint[], %(body_chunks)b::integer[], %(bodies)b::bytea[])
@@ -134,29 +152,49 @@ events as (
     from input
 ),
 payloads as (
-    insert into outbox.payload (event_id, chunk, ready_at, body, built_at)
-    select i.event_id, c.chunk, now() + %(settle)s, b.body, case when b.body is not null then now() end
-    from input i
-    cross join generate_series(0, i.chunks - 1) as c(chunk)
-    left join built b on b.ord = i.ord and b.chunk = c.chunk
-    where i.needs_payload
+    -- a chunk too large to send is never built: it carries its error instead of a body
+    insert into outbox.payload (event_id, chunk, ready_at, body, built_at, row_start, row_end,
+                                size_estimate, error)
+    select c.event_id, c.chunk, now() + %(settle)s, b.body,
+           case when b.body is not null or c.error is not null then now() end,
+           c.row_start, c.row_end, c.size_estimate, c.error
+    from chunks c
+    left join built b on b.ord = c.ord and b.chunk = c.chunk
+    where c.needs_payload
 ),
 deliveries as (
     insert into outbox.delivery (event_id, chunk, webhook_id, project_id, next_attempt_at)
-    select i.event_id, c.chunk, w.webhook_id, i.project_id, now() + %(settle)s
-    from input i
-    cross join generate_series(0, i.chunks - 1) as c(chunk)
-    cross join unnest(i.webhook_ids) with ordinality as w(webhook_id, n)
-    order by i.event_id, c.chunk, w.n
+    select c.event_id, c.chunk, w.webhook_id, c.project_id, now() + %(settle)s
+    from chunks c
+    cross join unnest(c.webhook_ids) with ordinality as w(webhook_id, n)
+    order by c.event_id, c.chunk, w.n
 )
 select ord, event_id from input;
 
 -- ---------------------------------------------------------------------------------------------
 -- relay: building payloads
 
+-- name: row_sizes
+-- Estimated JSON sizes of the rows payloads are built from, so that chunks are bounded by bytes
+-- (relay/chunks.py adds a fixed allowance per object): the text of the large columns.
+select 'task' as kind, t.id, null::integer as task_id,
+       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0) as bytes
+from public.task t
+where t.id = any(%(task_ids)s)
+   or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s))
+union all
+select 'annotation', a.id, a.task_id,
+       coalesce(octet_length(a.result::text), 0)::bigint + coalesce(octet_length(a.prediction::text), 0)
+from public.task_completion a
+where a.id = any(%(annotation_ids)s)
+union all
+select 'project', p.id, null, octet_length(to_jsonb(p)::text)::bigint
+from public.project p
+where p.id = any(%(project_ids)s);
+
 -- name: claim_payloads
-select p.event_id, p.chunk, e.action, e.project_id,
-       e.row_ids[p.chunk * e.chunk_size + 1 : (p.chunk + 1) * e.chunk_size] as row_ids
+select p.event_id, p.chunk, e.action, e.project_id, p.size_estimate,
+       e.row_ids[p.row_start + 1 : p.row_end] as row_ids
 from outbox.payload p
 join outbox.event e on e.id = p.event_id
 where p.built_at is null and p.ready_at <= now()
@@ -300,7 +338,7 @@ returning d.id, d.message_id, d.event_id, d.chunk, d.webhook_id, d.attempts, e.a
           w.send_payload, w.timeout, w.retry_schedule;
 
 -- name: fetch_bodies
-select p.event_id, p.chunk, p.body
+select p.event_id, p.chunk, p.body, p.error
 from outbox.payload p
 join unnest(%(event_ids)b::bigint[], %(chunks)b::integer[]) as k(event_id, chunk)
   on p.event_id = k.event_id and p.chunk = k.chunk;
