@@ -107,6 +107,10 @@ payload = Table(
     _ts("ready_at", nullable=False),
     Column("body", LargeBinary),
     _ts("built_at"),
+    Column("row_start", Integer, nullable=False),
+    Column("row_end", Integer, nullable=False),
+    Column("size_estimate", BigInteger),
+    Column("error", Text),
 )
 
 delivery = Table(

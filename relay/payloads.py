@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from relay import chunks
 from relay.actions import PING, Action
 
 Row = Mapping[str, Any]
@@ -132,6 +133,45 @@ def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
     if action in (Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED):
         return Needs(projects=projects)
     return Needs()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Estimated JSON sizes of the rows behind some payloads, by id (``row_sizes`` in SQL)."""
+
+    projects: Mapping[int, int] = field(default_factory=dict)
+    tasks: Mapping[int, int] = field(default_factory=dict)
+    # an annotation's own size and its task (nested in annotation events)
+    annotations: Mapping[int, tuple[int, int | None]] = field(default_factory=dict)
+
+    def task(self, task_id: int | None) -> int:
+        # a row gone by now is sent as {"id": N}
+        return chunks.TASK_OVERHEAD + self.tasks.get(task_id, 0) if task_id is not None else 0
+
+    def annotation(self, annotation_id: int) -> int:
+        size, task_id = self.annotations.get(annotation_id, (0, None))
+        return chunks.ANNOTATION_OVERHEAD + size + self.task(task_id)
+
+    def project(self, project_id: int | None) -> int:
+        if project_id is None:
+            return 0
+        return chunks.PROJECT_OVERHEAD + self.projects.get(project_id, 0)
+
+
+def estimate(
+    action: str, project_id: int | None, row_ids: Sequence[int], sizes: Sizes
+) -> tuple[list[int], int]:
+    """(each row's estimated share of the body, the rest of the body): what chunking by bytes
+    needs. Mirrors ``build_body``: the same rows, the same nesting."""
+    envelope = chunks.ENVELOPE_OVERHEAD
+    if action in (Action.PROJECT_CREATED, Action.PROJECT_UPDATED):
+        return [sizes.project(row_id) for row_id in row_ids], envelope
+    envelope += sizes.project(project_id)
+    if action == Action.TASKS_CREATED:
+        return [sizes.task(task_id) for task_id in row_ids], envelope
+    if action in (Action.ANNOTATION_CREATED, Action.ANNOTATIONS_CREATED, Action.ANNOTATION_UPDATED):
+        return [sizes.annotation(annotation_id) for annotation_id in row_ids], envelope
+    return [16 for _ in row_ids], envelope  # {"id": N}
 
 
 def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows: Snapshot) -> Body:

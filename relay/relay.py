@@ -279,7 +279,7 @@ class Relay:
         if now < min(due.route, due.build, due.claim if claiming else math.inf):
             return False
         worked = False
-        claimed: list[Claimed] = []
+        claim = store.Claim([], {})
         async with store.transaction(conn):
             if now >= due.route:
                 report = await store.route_changes(
@@ -289,6 +289,7 @@ class Relay:
                     batch_size=settings.webhook_batch_size,
                     settle=timedelta(milliseconds=settings.settle_ms),
                     clear_waiting=self._waiting,
+                    max_bytes=settings.max_body_bytes,
                     # no settle delay: build while routing, one statement and round trip fewer
                     build_rows=settings.webhook_batch_size if settings.settle_ms == 0 else 0,
                 )
@@ -311,7 +312,7 @@ class Relay:
                     due.claim = now
                     worked = True
             if claiming and now >= due.claim and not self._stopping.is_set():
-                claimed = await store.claim_deliveries(
+                claim = await store.claim_deliveries(
                     conn,
                     relay_id=self.id,
                     limit=free,
@@ -320,25 +321,25 @@ class Relay:
                     cached=self._bodies,
                     busy=self._busy,
                 )
-                due.claim = now if len(claimed) == free else due.next_ready(now, settings.poll_interval)
-            if not claimed:
+                due.claim = (
+                    now if len(claim.deliveries) == free else due.next_ready(now, settings.poll_interval)
+                )
+            if not claim.deliveries:
                 await store.without_flush(conn)  # nothing will be sent on the strength of it
         # committed: only now may requests go out
-        self._dispatch(claimed, sends, results)
-        return worked or bool(claimed)
+        self._dispatch(claim, sends, results)
+        return worked or bool(claim.deliveries)
 
     def _dispatch(
-        self, claimed: list[Claimed], sends: TaskGroup, results: MemoryObjectSendStream[Result]
+        self, claim: store.Claim, sends: TaskGroup, results: MemoryObjectSendStream[Result]
     ) -> None:
-        for delivery in claimed:
-            body = (
-                self._bodies.get((delivery.event_id, delivery.chunk))
-                if delivery.send_payload
-                else action_only(delivery.action)
-            )
+        for delivery in claim.deliveries:
+            key = (delivery.event_id, delivery.chunk)
+            body = self._bodies.get(key) if delivery.send_payload else action_only(delivery.action)
+            refused = claim.refused.get(key) if delivery.send_payload else None
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
-            sends.start_soon(self._deliver, delivery, body, results)
+            sends.start_soon(self._deliver, delivery, body, results, refused)
 
     async def _idle(self, conn: store.Conn) -> None:
         """Sleep until notified, a send finishes, something falls due, or the poll interval.
@@ -371,13 +372,20 @@ class Relay:
     # -- sending -----------------------------------------------------------------------------
 
     async def _deliver(
-        self, delivery: Claimed, body: bytes | None, results: MemoryObjectSendStream[Result]
+        self,
+        delivery: Claimed,
+        body: bytes | None,
+        results: MemoryObjectSendStream[Result],
+        refused: str | None = None,
     ) -> None:
         try:
             started_at = datetime.now(UTC)
-            if body is None:
-                outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
+            if refused is not None:  # a chunk too large to build: dead at once, never sent
+                outcome = Outcome(None, "too_large", refused, "", 0.0)
                 logged: dict[str, str] = {}
+            elif body is None:
+                outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
+                logged = {}
             else:
                 sender = self._sender
                 assert sender is not None

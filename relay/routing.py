@@ -7,11 +7,12 @@ the webhook is active; and it takes all actions or lists this one.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
+from relay import chunks
 from relay.actions import CHUNKED, ORGANIZATION_ONLY
+from relay.chunks import Chunk
 from relay.events import Event
 
 
@@ -46,27 +47,34 @@ def route(event: Event, webhooks: Iterable[Webhook]) -> list[Webhook]:
 
 @dataclass(frozen=True)
 class Routed:
-    """An event with the webhooks it goes to and how its payload is split."""
+    """An event with the webhooks it goes to and how its payload is split into POSTs."""
 
     event: Event
     webhooks: tuple[Webhook, ...]
+    # the most rows one POST holds: WEBHOOK_BATCH_SIZE for chunked actions, else all of them
     chunk_size: int
-    chunks: int
+    chunks: tuple[Chunk, ...]
 
     @property
     def needs_payload(self) -> bool:
         """Whether a body must be built (webhooks with send_payload off get only the action)."""
         return any(w.send_payload for w in self.webhooks)
 
+    def sized(self, row_bytes: Sequence[int], envelope: int, max_bytes: int) -> Routed:
+        """The same event, split by bytes as well as rows (``row_bytes``: each row's estimated
+        size, in ``event.row_ids`` order; ``envelope``: what every body holds besides them)."""
+        split = chunks.split(row_bytes, max_rows=self.chunk_size, max_bytes=max_bytes, envelope=envelope)
+        return replace(self, chunks=tuple(split))
+
 
 def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) -> list[Routed]:
-    """Route every event, and split chunked actions into payloads of ``batch_size`` rows."""
+    """Route every event, and split chunked actions into POSTs of ``batch_size`` rows (``sized``
+    then bounds them by bytes too, once the rows' sizes are known)."""
     candidates = list(webhooks)
     routed = []
     for event in events:
-        rows = max(1, len(event.row_ids))
-        chunk_size = batch_size if event.action in CHUNKED else rows
-        routed.append(
-            Routed(event, tuple(route(event, candidates)), chunk_size, math.ceil(rows / chunk_size))
-        )
+        rows = len(event.row_ids)
+        chunk_size = batch_size if event.action in CHUNKED else max(1, rows)
+        split = tuple(chunks.by_rows(rows, chunk_size))
+        routed.append(Routed(event, tuple(route(event, candidates)), chunk_size, split))
     return routed

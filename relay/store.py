@@ -21,9 +21,11 @@ from psycopg.rows import DictRow
 
 from outbox import __version__
 from outbox.sql import query
-from relay import payloads
+from relay import chunks, payloads
+from relay.actions import CHUNKED, Action
+from relay.chunks import Chunk
 from relay.deliveries import Claimed, Result
-from relay.events import Change, group_changes
+from relay.events import Change, Event, group_changes
 from relay.routing import Routed, Webhook, plan
 
 Conn = psycopg.AsyncConnection[DictRow]
@@ -35,6 +37,14 @@ DETACH_WAIT = timedelta(seconds=60)
 ROUTING_LOCK = 0x726F757465
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
 CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
+# Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
+SIZED = CHUNKED | {Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED, Action.PROJECT_CREATED,
+                   Action.PROJECT_UPDATED}  # fmt: skip
+# Bodies built in one step are fetched and encoded together: at most this many bytes of them.
+BUILD_BYTES = 64 * 1024 * 1024
+# With no settle delay, bodies are built while routing, up to this many bytes (the rest waits for
+# the build step, so a huge import never holds up routing the events behind it).
+IMMEDIATE_BUILD_BYTES = 8 * 1024 * 1024
 
 
 @asynccontextmanager
@@ -117,11 +127,11 @@ class RouteReport:
     @property
     def unbuilt(self) -> bool:
         """Whether some payload is left for the build step."""
-        return sum(r.chunks for r in self.events if r.needs_payload) > len(self.bodies)
+        return sum(len(r.chunks) for r in self.events if r.needs_payload) > len(self.bodies)
 
     @property
     def deliveries(self) -> int:
-        return sum(len(r.webhooks) * r.chunks for r in self.events)
+        return sum(len(r.webhooks) * len(r.chunks) for r in self.events)
 
 
 async def route_changes(
@@ -132,12 +142,14 @@ async def route_changes(
     batch_size: int,
     settle: timedelta,
     clear_waiting: bool,
+    max_bytes: int,
     build_rows: int = 0,
 ) -> RouteReport:
     """Turn committed changes into events and deliveries, then forget the changes (inside the
     caller's transaction, which holds the routing lock until it ends).
 
     ``clear_waiting``: lower this relay's waiting flag if there was anything to route.
+    ``max_bytes``: the most a body may take (OUTBOX_MAX_BODY_BYTES): chunks are cut to it.
     ``build_rows``: with no settle delay, build the payloads of up to this many rows right away
     (in the same transaction, so they are inserted once, built); the rest wait for the build step.
     """
@@ -159,14 +171,20 @@ async def route_changes(
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
     routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
+    routed = await _sized(conn, routed, max_bytes)
     built: list[tuple[int, _Pending]] = []  # (position, chunk to build now)
+    budget = IMMEDIATE_BUILD_BYTES
     for position, r in enumerate(routed, start=1):
         if not r.needs_payload or len(r.event.row_ids) > build_rows:
             continue
+        size = sum(c.bytes for c in r.chunks)
+        if size > budget or any(chunks.too_large(c, max_bytes) for c in r.chunks):
+            continue
         build_rows -= len(r.event.row_ids)
-        for chunk in range(r.chunks):
-            ids = r.event.row_ids[chunk * r.chunk_size : (chunk + 1) * r.chunk_size]
-            built.append((position, _Pending(0, chunk, r.event.action, r.event.project_id, ids)))
+        budget -= size
+        for index, chunk in enumerate(r.chunks):
+            ids = r.event.row_ids[chunk.start : chunk.end]
+            built.append((position, _Pending(0, index, r.event.action, r.event.project_id, ids, chunk.bytes)))
     bodies: list[bytes] = []
     if built:
         items = [item for _, item in built]
@@ -177,7 +195,7 @@ async def route_changes(
         inserted = await conn.execute(
             query("insert_events"),
             {
-                "events": orjson.dumps([_event_input(r) for r in routed]).decode(),
+                "events": orjson.dumps([_event_input(r, max_bytes) for r in routed]).decode(),
                 "settle": settle,
                 "body_ords": [position for position, _ in built],
                 "body_chunks": [item.chunk for _, item in built],
@@ -191,6 +209,35 @@ async def route_changes(
         }
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
+
+
+async def _sized(conn: Conn, routed: list[Routed], max_bytes: int) -> list[Routed]:
+    """Bound the chunks of events whose bodies are built by bytes as well as rows: the sizes of
+    their rows come from one query (the JSON text of the large columns)."""
+    wanted = [(i, r) for i, r in enumerate(routed) if r.needs_payload and r.event.action in SIZED]
+    if not wanted:
+        return routed
+    needs = [payloads.needs(r.event.action, r.event.project_id, r.event.row_ids) for _, r in wanted]
+    rows = await (
+        await conn.execute(
+            query("row_sizes"),
+            {
+                "task_ids": sorted({i for n in needs for i in n.tasks}),
+                "annotation_ids": sorted({i for n in needs for i in n.annotations}),
+                "project_ids": sorted({i for n in needs for i in n.projects}),
+            },
+        )
+    ).fetchall()
+    sizes = payloads.Sizes(
+        projects={r["id"]: r["bytes"] for r in rows if r["kind"] == "project"},
+        tasks={r["id"]: r["bytes"] for r in rows if r["kind"] == "task"},
+        annotations={r["id"]: (r["bytes"], r["task_id"]) for r in rows if r["kind"] == "annotation"},
+    )
+    resized = list(routed)
+    for index, r in wanted:
+        row_bytes, envelope = payloads.estimate(r.event.action, r.event.project_id, r.event.row_ids, sizes)
+        resized[index] = r.sized(row_bytes, envelope, max_bytes)
+    return resized
 
 
 def _change(row: DictRow) -> Change:
@@ -227,7 +274,7 @@ def _webhook(row: DictRow) -> Webhook:
     )
 
 
-def _event_input(routed: Routed) -> dict[str, Any]:
+def _event_input(routed: Routed, max_bytes: int) -> dict[str, Any]:
     event = routed.event
     return {
         "xid": None if event.xid is None else str(event.xid),
@@ -236,10 +283,24 @@ def _event_input(routed: Routed) -> dict[str, Any]:
         "project_id": event.project_id,
         "row_ids": list(event.row_ids),
         "chunk_size": routed.chunk_size,
-        "chunks": routed.chunks,
+        "chunk_starts": [c.start for c in routed.chunks],
+        "chunk_ends": [c.end for c in routed.chunks],
+        "chunk_bytes": [c.bytes for c in routed.chunks],
+        "chunk_errors": [_too_large(event, c, max_bytes) for c in routed.chunks],
         "webhook_ids": [w.id for w in routed.webhooks],
         "needs_payload": routed.needs_payload,
     }
+
+
+def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
+    """Why a chunk's body is not built: one row that alone is over the byte budget."""
+    if not chunks.too_large(chunk, max_bytes):
+        return None
+    row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    return (
+        f"the body would take about {chunk.bytes / 1048576:.1f} MiB{row}, over "
+        f"OUTBOX_MAX_BODY_BYTES ({max_bytes / 1048576:.1f} MiB): not built, not sent"
+    )
 
 
 @dataclass(frozen=True)
@@ -249,17 +310,23 @@ class _Pending:
     action: str
     project_id: int | None
     row_ids: tuple[int, ...]
+    # estimated bytes of the body (None for payloads made before bodies were sized)
+    size: int | None = None
 
 
 async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int, bool]:
-    """Build the bodies of payloads whose settle delay has passed, at most ``max_rows`` rows' worth
-    (a 100,000-task import is built a chunk per call, in bounded memory and without holding up
-    the rest). Returns how many were built and whether more are ready."""
+    """Build the bodies of payloads whose settle delay has passed, at most ``max_rows`` rows' and
+    ``BUILD_BYTES`` bytes' worth (a 100,000-task import is built a chunk per call, in bounded
+    memory and without holding up the rest). Returns how many were built and whether more are
+    ready."""
     rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
     pending = [
-        _Pending(r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"])) for r in rows
+        _Pending(
+            r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]), r["size_estimate"]
+        )
+        for r in rows
     ]
-    group = next(iter(_groups(pending, max_rows)), [])
+    group = next(iter(_groups(pending, max_rows, BUILD_BYTES)), [])
     if group:
         snapshot = await _snapshot(conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in group])
         bodies = _bodies(group, snapshot)
@@ -274,15 +341,19 @@ async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int,
     return len(group), len(group) < len(pending) or len(pending) == limit
 
 
-def _groups(pending: Sequence[_Pending], max_rows: int) -> Iterable[list[_Pending]]:
+def _groups(pending: Sequence[_Pending], max_rows: int, max_bytes: int) -> Iterable[list[_Pending]]:
+    """Consecutive payloads built together: at most ``max_rows`` rows and ``max_bytes`` bytes
+    (one payload alone may be larger: it is bounded by OUTBOX_MAX_BODY_BYTES already)."""
     group: list[_Pending] = []
-    rows = 0
+    rows = size = 0
     for item in pending:
-        if group and rows + len(item.row_ids) > max_rows:
+        item_size = item.size or 0
+        if group and (rows + len(item.row_ids) > max_rows or size + item_size > max_bytes):
             yield group
-            group, rows = [], 0
+            group, rows, size = [], 0, 0
         group.append(item)
         rows += len(item.row_ids)
+        size += item_size
     if group:
         yield group
 
@@ -333,7 +404,7 @@ async def claim_deliveries(
     lease_margin: float,
     cached: BodyCache,
     busy: Mapping[int, int],
-) -> list[Claimed]:
+) -> Claim:
     """Lease up to ``limit`` due deliveries (committed before returning), and put the bodies they
     need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook.
     The caller's transaction must be durable (see ``transaction``)."""
@@ -351,6 +422,7 @@ async def claim_deliveries(
         )
     ).fetchall()
     claimed = [Claimed.from_row(row) for row in rows]
+    refused: dict[tuple[int, int], str] = {}
     missing = sorted(
         {
             (c.event_id, c.chunk)
@@ -366,8 +438,21 @@ async def claim_deliveries(
             )
         ).fetchall()
         for row in bodies:
-            cached.put((row["event_id"], row["chunk"]), bytes(row["body"]))
-    return claimed
+            key = (row["event_id"], row["chunk"])
+            if row["body"] is not None:
+                cached.put(key, bytes(row["body"]))
+            elif row["error"] is not None:
+                refused[key] = row["error"]
+    return Claim(claimed, refused)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim leased, and the payloads among them that are refused instead of built (too
+    large), with why, by (event id, chunk)."""
+
+    deliveries: list[Claimed]
+    refused: dict[tuple[int, int], str]
 
 
 @dataclass(frozen=True)

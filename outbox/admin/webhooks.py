@@ -390,7 +390,9 @@ async def send_test(engine: AsyncEngine, webhook_id: int) -> int:
                 .returning(t.event.c.id)
             )
         ).scalar_one()
-        await conn.execute(t.payload.insert().values(event_id=event_id, chunk=0, ready_at=func.now()))
+        await conn.execute(
+            t.payload.insert().values(event_id=event_id, chunk=0, ready_at=func.now(), row_start=0, row_end=1)
+        )
         delivery_id = (
             await conn.execute(
                 t.delivery.insert()

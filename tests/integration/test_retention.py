@@ -20,7 +20,8 @@ def make_delivery(conn, *, state: str, age_days: float, event_age_days: float | 
         (event_age_days if event_age_days is not None else age_days,),
     ).fetchone()["id"]
     conn.execute(
-        "insert into outbox.payload (event_id, chunk, ready_at, body, built_at) values (%s, 0, now(), 'x', now())",
+        "insert into outbox.payload (event_id, chunk, ready_at, body, built_at, row_start, row_end)"
+        " values (%s, 0, now(), 'x', now(), 0, 1)",
         (event,),
     )
     delivery = conn.execute(

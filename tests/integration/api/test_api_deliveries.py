@@ -94,8 +94,8 @@ def _dead_deliveries(conn: Any, webhook_id: int, created: list[datetime]) -> lis
         " values ('TASKS_CREATED', 1, 1, '{1}', 1) returning id"
     ).fetchone()["id"]
     conn.execute(
-        "insert into outbox.payload (event_id, chunk, ready_at, body, built_at)"
-        " values (%s, 0, now(), '{}', now())",
+        "insert into outbox.payload (event_id, chunk, ready_at, body, built_at, row_start, row_end)"
+        " values (%s, 0, now(), '{}', now(), 0, 1)",
         (event,),
     )
     ids = []
