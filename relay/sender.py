@@ -19,9 +19,9 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL  # aiohttp's own URL type: the host judged is the host aiohttp connects to
+from yarl import URL
 
-from relay.urls import AddressPolicy, blocked_address, blocked_target, redact_url
+from relay.urls import AddressPolicy, blocked_address, blocked_url, redact_url
 
 RESPONSE_BODY_LIMIT = 4096
 # Once the status line and headers are in, the status decides the outcome and the body is read
@@ -163,11 +163,11 @@ class AiohttpSender:
     async def send(self, request: Request) -> Outcome:
         started = time.perf_counter()
         try:
-            url = URL(request.url)
+            url = URL(request.url)  # parsed once: the host judged is the host connected to
+            refused = blocked_url(url, self._policy)
         except (TypeError, ValueError):
             # the exception text holds the URL, which may hold credentials
             return _failure("invalid_url", "the URL cannot be parsed", started)
-        refused = blocked_target(url.scheme, url.raw_host or "", self._policy)
         if refused:
             return _failure("blocked", refused, started)
         if len(request.body) > self._max_body_bytes:

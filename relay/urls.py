@@ -7,6 +7,10 @@ IPv6 address that embeds an IPv4 address (mapped, translated, compatible, NAT64,
 judged as that IPv4 address, and a host written as a number (``2852039166``, ``0xa9fea9fe``,
 ``0251.0376.0251.0376``, ``169.254.43518``) as the IPv4 address the OS resolves it to. URLs are
 logged without credentials or query string.
+
+URLs are parsed as the HTTP client (aiohttp) parses them, with yarl: a different parser could see
+another host (``http://１６９.２５４.１６９.２５４/`` is a name to urlsplit, the literal address
+169.254.169.254 to yarl, which aiohttp then connects to without resolving anything).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from yarl import URL  # aiohttp's URL parser: the host judged must be the host it connects to
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -162,10 +168,11 @@ def blocked_target(scheme: str, host: str, policy: AddressPolicy) -> str | None:
     return blocked_host(host, policy)
 
 
-def blocked_url(url: str, policy: AddressPolicy) -> str | None:
-    """Why this URL is refused before any connection is made, or None."""
-    parts = urlsplit(url)
-    return blocked_target(parts.scheme, parts.hostname or "", policy)
+def blocked_url(url: str | URL, policy: AddressPolicy) -> str | None:
+    """Why this URL is refused before any connection is made, or None. ValueError when it cannot
+    be parsed; send the ``URL`` judged here, so that the host connected to is the host judged."""
+    parsed = URL(url)
+    return blocked_target(parsed.scheme, parsed.raw_host or "", policy)
 
 
 def redact_url(url: str) -> str:

@@ -107,6 +107,8 @@ METADATA_SPELLINGS = [
     "http://0xa9fea9fe/",
     "http://169.254.43518/",
     "http://169.16689662/",
+    "http://１６９.２５４.１６９.２５４/",  # fullwidth digits: a literal address once IDNA-mapped
+    "http://169。254。169。254/",  # ideographic full stops
 ]
 LOOPBACK_SPELLINGS = ["[::ffff:127.0.0.1]", "[64:ff9b::7f00:1]", "2130706433", "0x7f000001", "127.1"]
 

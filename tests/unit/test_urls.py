@@ -134,6 +134,9 @@ def test_an_ipv6_address_is_judged_by_the_ipv4_it_embeds(form, v4, noise):
         "http://169.16689662/",
         "http://0xa9.0xfe.0xa9.0xfe/",
         "http://0000000251.254.169.254/",
+        # fullwidth digits and ideographic full stops: an IDNA host that is the literal address
+        "http://１６９.２５４.１６９.２５４/",
+        "http://169。254。169。254/",
     ],
 )
 def test_metadata_in_any_spelling_is_always_refused(url):
