@@ -172,6 +172,8 @@ async def test_resolved_ipv6_forms_are_judged_by_their_ipv4(name, connect_guard)
 
 
 async def test_a_name_resolving_to_loopback_follows_the_policy():
+    """issue 9 item 5: loopback stays allowed by default and is refused with
+    OUTBOX_BLOCK_PRIVATE_NETWORKS, for names too (localhost, from /etc/hosts)."""
     for policy, refused in ((OPEN, False), (CLOSED, True)):
         resolver = _GuardedResolver(policy)
         try:
