@@ -19,10 +19,18 @@ from typing import Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from relay.urls import AddressPolicy, blocked_address, blocked_url, redact_url
 
 RESPONSE_BODY_LIMIT = 4096
+# Once the status line and headers are in, the status decides the outcome and the body is read
+# only for the attempt log. A body sent with its headers (nearly all are) arrives within this
+# window even on a loaded host; a receiver that trickles or stalls its body holds the connection,
+# and a slot of the webhook's max_concurrency, this long at most instead of the whole timeout.
+BODY_EXCERPT_WINDOW = 0.5
+# Receiver-chosen text in an error message (a Location, a parser's complaint) is cut to this.
+ERROR_TEXT_LIMIT = 300
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,21 @@ def _failure(error_class: str, error: str, started: float) -> Outcome:
     return Outcome(None, error_class, error, "", (time.perf_counter() - started) * 1000)
 
 
+def storable(text: str, limit: int | None = None) -> str:
+    """Text a receiver chose, as PostgreSQL's text type takes it: lone surrogates (undecodable
+    header bytes) and NUL (refused by text columns) become U+FFFD; at most ``limit`` characters."""
+    text = text if limit is None or len(text) <= limit else text[:limit] + "…"
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def usable_retry_after(value: str | None) -> str | None:
+    """``Retry-After`` as sent, when it can be delta-seconds or an HTTP date (printable ASCII);
+    None otherwise (``²`` passes ``str.isdigit`` but not ``float``)."""
+    if value is None or not value.isascii() or not value.isprintable():
+        return None
+    return value
+
+
 def _classify(exc: BaseException) -> tuple[str, str]:
     """(error class, message) of a failed request; messages carry no URL (it may hold secrets)."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -99,6 +122,10 @@ def _classify(exc: BaseException) -> tuple[str, str]:
         return "timeout", "timed out waiting for the response"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "connection", "server closed the connection without answering"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # the receiver broke HTTP (a bad status line, an invalid or oversized header); str(exc)
+        # would add the URL
+        return "connection", f"invalid HTTP response: {storable(exc.message, ERROR_TEXT_LIMIT)}"
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         # the exception text holds the URL, which may hold credentials
         return "invalid_url", f"the URL cannot be requested ({type(exc).__name__})"
@@ -135,7 +162,12 @@ class AiohttpSender:
 
     async def send(self, request: Request) -> Outcome:
         started = time.perf_counter()
-        refused = blocked_url(request.url, self._policy)
+        try:
+            url = URL(request.url)  # parsed once: the host judged is the host connected to
+            refused = blocked_url(url, self._policy)
+        except (TypeError, ValueError):
+            # the exception text holds the URL, which may hold credentials
+            return _failure("invalid_url", "the URL cannot be parsed", started)
         if refused:
             return _failure("blocked", refused, started)
         if len(request.body) > self._max_body_bytes:
@@ -148,39 +180,47 @@ class AiohttpSender:
         status: int | None = None
         retry_after: str | None = None
         location: str | None = None
-        # filled as the body arrives, so that a body cut off by the timeout still shows what came
         chunks: list[bytes] = []
         try:
             async with self._session.post(
-                request.url,
+                url,
                 data=request.body,
                 headers=dict(request.headers),
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
                 status = response.status
-                retry_after = response.headers.get("Retry-After")
+                retry_after = usable_retry_after(response.headers.get("Retry-After"))
                 location = response.headers.get("Location")
-                await self._read_start(response, chunks)
+                elapsed = time.perf_counter() - started
+                window = max(0.0, min(BODY_EXCERPT_WINDOW, request.timeout - elapsed))
+                try:
+                    async with asyncio.timeout(window):
+                        await self._read_start(response, chunks)
+                except TimeoutError:
+                    response.close()  # the rest of the body is not waited for
         except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
             error_class, error = _classify(exc)
             if status is None:
-                return _failure(error_class, error, started)
-            # The status arrived and decides; only the body was slow or broken.
+                for spelled in (request.url, str(url)):  # no message may carry the URL
+                    error = error.replace(spelled, "<url>")
+                return _failure(error_class, storable(error, ERROR_TEXT_LIMIT), started)
+            # The status arrived and decides; only the body was broken.
         duration = (time.perf_counter() - started) * 1000
-        text = b"".join(chunks).decode("utf-8", errors="replace")
+        text = storable(b"".join(chunks).decode("utf-8", errors="replace"))
         if 200 <= status < 300:
             return Outcome(status, None, None, text, duration)
         if 300 <= status < 400:
-            target = redact_url(location) if location else "nowhere"
+            target = storable(redact_url(location), ERROR_TEXT_LIMIT) if location else "nowhere"
             error = f"redirect ({status}) to {target} not followed"
             return Outcome(status, "redirect", error, text, duration)
         return Outcome(status, "http_status", f"HTTP {status}", text, duration, retry_after)
 
     @staticmethod
     async def _read_start(response: aiohttp.ClientResponse, chunks: list[bytes]) -> None:
-        """Read the first 4 KiB of the body into ``chunks``; a longer body is not read (the
-        connection is dropped)."""
+        """Read the first 4 KiB of the body into ``chunks``, as it arrives (a body cut off by the
+        excerpt window still shows what came); a longer body is not read (the connection is
+        dropped)."""
         size = 0
         while size < RESPONSE_BODY_LIMIT:
             chunk = await response.content.read(RESPONSE_BODY_LIMIT - size)

@@ -302,11 +302,12 @@ async def test_slow_response_body_is_bounded_by_the_timeout(
         f"\nslow {status} body: {delivery['state']} ({attempt['error_class']}) after {attempt['duration_ms']:.0f} ms "
         f"with timeout 1 s, {len(attempt['response_body'])} chars kept"
     )
-    # the status arrived in time and decides; the body is what arrived before the deadline
+    # the status arrived in time and decides; the body is what arrived before the deadline, the
+    # sender's short body window (issue 9 item 10) or the timeout, whichever comes first
     assert delivery["state"] == ("delivered" if status == 200 else "dead")
     assert attempt["status_code"] == status
     assert attempt["error_class"] == (None if status == 200 else "http_status")
-    assert 900 <= attempt["duration_ms"] < 3000
+    assert attempt["duration_ms"] < 3000
     assert attempt["response_body"] and set(attempt["response_body"]) == {"z"}  # what came in time
 
 
