@@ -1,4 +1,4 @@
-"""The ``outbox`` command line (DESIGN.md §8)."""
+"""The ``outbox`` command line (docs/design.md §8)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Configuration: one typed settings object, read once from the environment.
 
-Nothing else in outbox or relay reads ``os.environ``. Names follow DESIGN.md §8: Label Studio's own
+Nothing else in outbox or relay reads ``os.environ``. Names follow docs/design.md §8: Label Studio's own
 names where it has one (``WEBHOOK_TIMEOUT``, ``WEBHOOK_BATCH_SIZE``), ``OUTBOX_*`` for the rest.
 """
 

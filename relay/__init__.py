@@ -1,1 +1,1 @@
-"""The relay: listens, routes, builds and sends (DESIGN.md §4-§7)."""
+"""The relay: listens, routes, builds and sends (docs/design.md §4-§7)."""

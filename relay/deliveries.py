@@ -1,6 +1,6 @@
 """Deliveries as the relay handles them: what was claimed, what is sent, what is recorded (pure).
 
-Headers follow DESIGN.md §7: Content-Type, User-Agent, the webhook's static headers, and the
+Headers follow docs/design.md §7: Content-Type, User-Agent, the webhook's static headers, and the
 Standard Webhooks trio when the webhook has a secret. The attempt log keeps the request headers with
 every static header value masked (they are often credentials).
 """

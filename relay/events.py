@@ -1,4 +1,4 @@
-"""Grouping: the changes of committed transactions become webhook events (DESIGN.md §4).
+"""Grouping: the changes of committed transactions become webhook events (docs/design.md §4).
 
 Pure: a list of ``Change`` in, a list of ``Event`` out. A transaction is judged by its net effect,
 the way its readers saw it: rows created and deleted in the same transaction are no event, child

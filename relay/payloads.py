@@ -1,6 +1,6 @@
-"""Payloads: rows become the JSON bodies Label Studio would send (DESIGN.md §5).
+"""Payloads: rows become the JSON bodies Label Studio would send (docs/design.md §5).
 
-Pure. Objects carry exactly Label Studio's keys in its order (shared/label-studio/schema.md),
+Pure. Objects carry exactly Label Studio's keys in its order (docs/label-studio.md),
 foreign keys without ``_id``; rows come from SQL already in UTC (orjson writes the ``Z``), and jsonb
 columns arrive as ``orjson.Fragment`` so they pass through without being parsed. A row that is gone
 by the time the payload is built is sent as ``{"id": N}``: the event is never dropped.

@@ -1,4 +1,4 @@
-"""The relay daemon: wait → route → build → claim → send → record (DESIGN.md §4-§7).
+"""The relay daemon: wait → route → build → claim → send → record (docs/design.md §4-§7).
 
 One pipeline task routes committed changes into events, builds payloads whose settle delay has
 passed, and claims due deliveries, which it hands to send tasks; it never waits on HTTP. Send tasks

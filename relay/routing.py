@@ -1,4 +1,4 @@
-"""Matching: which webhooks get an event (DESIGN.md §6, Label Studio's rules).
+"""Matching: which webhooks get an event (docs/design.md §6, Label Studio's rules).
 
 Same organization; a project-level webhook gets only its project's events and never the
 organization-only actions; an organization-level webhook gets every event of the organization;

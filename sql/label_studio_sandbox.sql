@@ -1,5 +1,5 @@
 -- Label Studio-shaped tables for the demo, `outbox up` on the embedded server, and the tests.
--- Written by outbox from the facts in shared/label-studio/schema.md (LS 1.23.2): the same tables,
+-- Written by outbox from the facts in docs/label-studio.md (LS 1.23.2): the same tables,
 -- columns in the same physical order, the same types, foreign keys DEFERRABLE INITIALLY DEFERRED
 -- without ON DELETE CASCADE (Django deletes children itself). Defaults are outbox's own, so that
 -- hand-written inserts stay short; Label Studio itself always sends every column.

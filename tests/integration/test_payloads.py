@@ -1,6 +1,6 @@
 """Every action end to end: Label Studio's rows in, the body Label Studio sent out.
 
-The database is seeded with the rows behind each example of shared/label-studio/examples, the
+The database is seeded with the rows behind each example of tests/data/label-studio-examples, the
 change is made with SQL the way Label Studio makes it, and what the receiver gets is compared with
 what Label Studio sent: the same keys in the same order at every level, the same values.
 """

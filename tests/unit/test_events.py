@@ -1,4 +1,4 @@
-"""Grouping changes into events: the table of DESIGN.md §4, transaction by transaction."""
+"""Grouping changes into events: the table of docs/design.md §4, transaction by transaction."""
 
 from __future__ import annotations
 
