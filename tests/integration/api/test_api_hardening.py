@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.routing import APIRoute
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.routing import Route
 
 from outbox.api import create_app
@@ -423,7 +425,10 @@ def test_database_stopped_under_a_running_api_answers_503(spawn_api, own_postgre
         conn.execute("insert into project (id, title, organization_id) values (1, 'p1', 1)")
     api = spawn_api(make_conninfo(own_postgres.url, user="u", password=SECRET))
     with httpx.Client(base_url=api.url, headers=_token_header(), timeout=30) as client:
-        assert client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1}).status_code == 201
+        assert (
+            client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1}).status_code
+            == 201
+        )
         assert client.get("/api/webhooks/").status_code == 200
         own_postgres.stop()
         answers = [client.get("/api/webhooks/"), client.get("/api/webhooks/1/"), client.get("/metrics")]
@@ -434,9 +439,7 @@ def test_database_stopped_under_a_running_api_answers_503(spawn_api, own_postgre
     _assert_one_line_each(api.output(), "database unavailable", len(answers))
 
 
-def test_an_unexpected_500_logs_one_traceback_without_parameters_nor_dsn(
-    spawn_api, installed_database_url
-):
+def test_an_unexpected_500_logs_one_traceback_without_parameters_nor_dsn(spawn_api, installed_database_url):
     """Issue 9 item 8: an unexpected database error is a 500 whose id is in the log with one
     traceback (not two), which carries the statement but neither its parameters (a header value
     here) nor the DSN's password."""
@@ -479,3 +482,77 @@ def test_a_malformed_database_url_never_shows_its_password(spawn_api):
         assert SECRET not in answer.text
     assert httpx.get(api.url + "/readyz", timeout=30).status_code == 503
     _assert_one_line_each(api.output(), "database unavailable", len(answers))
+
+
+# -- the pure decisions, property-based --------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 300_000), max_size=12), ends=st.booleans())
+def test_the_body_is_read_up_to_the_limit_and_no_further(sizes, ends):
+    """Issue 9 item 4: whatever the chunks, the body comes whole if it is at most 1 MiB, else a 413
+    as soon as the chunk crossing the limit arrived: nothing after it is asked for."""
+    import anyio
+    from starlette.responses import Response
+
+    from outbox.api.app import _read_body
+
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": bytes([i % 256]) * size, "more_body": True}
+        for i, size in enumerate(sizes)
+    ]
+    if ends:
+        messages.append({"type": "http.request", "body": b"", "more_body": False})
+    else:
+        messages.append({"type": "http.disconnect"})
+    asked = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        return messages[asked - 1]
+
+    result = anyio.run(_read_body, receive)
+    crossing = next((i for i in range(len(sizes)) if sum(sizes[: i + 1]) > MAX_BODY_BYTES), None)
+    if crossing is not None:
+        assert isinstance(result, Response) and result.status_code == 413
+        assert asked == crossing + 1
+    elif ends:
+        assert result == b"".join(m["body"] for m in messages)
+    else:
+        assert result is None  # the client went away: nothing to answer
+
+
+# SQLSTATEs by what they say about the database, as outbox.admin.database decides.
+MISSING = ["3F000", "42P01", "42703", "42883", "42704"]
+DOWN = ["08000", "08003", "08006", "08001", "08004", "53300", "57P01", "57P02", "57P03"]
+REQUEST = ["22001", "22003", "22P02", "23505", "23514", "23503", "40001", "40P01", "57014", "42601"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    code=st.sampled_from(MISSING + DOWN + REQUEST),
+    invalidated=st.booleans(),
+    message=st.text(max_size=50),
+)
+def test_database_failures_are_told_apart_by_sqlstate(code, invalidated, message):
+    """Issue 9 item 8: a missing outbox object says `outbox migrate`; a database that cannot serve
+    (or a connection SQLAlchemy dropped) is "unavailable"; what the request itself caused (bad data,
+    a conflict, a timeout) is neither, so it stays a 400 or a 500."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    from outbox.admin import database
+
+    original = psycopg.errors.lookup(code)(message)
+    assert original.sqlstate == code
+    error = DBAPIError("select 1", None, original, connection_invalidated=invalidated)
+    decided = database.unavailable(error)
+    if code in MISSING:
+        assert decided == database.NOT_INSTALLED
+    elif code in DOWN or invalidated:
+        assert decided == database.UNAVAILABLE
+    else:
+        assert decided is None
+    line = database.describe(error)  # what the log says: one line, whatever the message
+    assert len(line.splitlines()) == 1 and line.startswith(f"{type(original).__name__}: ")
