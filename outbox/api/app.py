@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox import __version__
 from outbox.admin.database import create_engine
-from outbox.api import errors, health, log, webhooks
+from outbox.api import auth, errors, health, log, webhooks
 from outbox.api.errors import error_response
 from outbox.config import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
+# Every router of the app, in the order it matches them; RequestLimits reads from their routes
+# which need the token (the app's own routes, the schema and its pages, are public).
+ROUTERS = (webhooks.public, webhooks.router, log.router, health.router)
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DESCRIPTION = """\
@@ -58,25 +64,108 @@ def check_auth(settings: Settings, host: str, no_auth: bool) -> str | None:
 
 
 class RequestLimits:
-    """Refuse, before any route runs, request bodies larger than ``MAX_BODY_BYTES`` (413, by
-    their Content-Length) and query strings with a parameter without a name (400)."""
+    """What every request goes through before any route runs, in this order:
 
-    def __init__(self, app: ASGIApp) -> None:
+    - a request to a route that needs the token (see ``outbox.api.auth``) without it: 401 from
+      its headers alone, its body never read (and the connection closed if it has one);
+    - a query string with a parameter without a name: 400;
+    - a body larger than ``MAX_BODY_BYTES``: 413 from its Content-Length, or, chunked or not, as
+      soon as more than that arrived, so that no more is read (the connection is then closed).
+
+    A body within the limit is read here and handed to the route whole. Failures nothing
+    expected are answered here too, as a 500 logged once (Starlette's own handler re-raises)."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
+        """``routes``: every route of ``ROUTERS``, in the order the app matches them."""
         self.app = app
+        self.token_routes = auth.TokenRoutes(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            response = None
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            query = scope.get("query_string", b"").decode("latin-1")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                response = error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.")
-            elif any(not name for name, _ in parse_qsl(query, keep_blank_values=True)):
-                response = error_response(400, "Malformed query string: a parameter has no name.")
-            if response is not None:
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
+        has_body = "transfer-encoding" in headers or length not in (None, "0")
+        refusal = self._refusal(scope, headers, has_body)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, Response):
+            await body(scope, receive, send)
+            return
+        await self._serve(scope, _replay(body, receive), send)
+
+    def _refusal(self, scope: Scope, headers: Headers, has_body: bool) -> Response | None:
+        expected: str | None = scope["app"].state.admin_token
+        if expected is not None and self.token_routes.needed(scope):
+            try:
+                auth.check(headers.get("authorization"), expected)
+            except errors.Unauthorized as exc:
+                return errors.unauthorized(exc.detail, close=has_body)
+        length = headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            return _too_large()
+        query = scope.get("query_string", b"").decode("latin-1")
+        if any(not name for name, _ in parse_qsl(query, keep_blank_values=True)):
+            return error_response(400, "Malformed query string: a parameter has no name.", close=has_body)
+        return None
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if started:
+                raise  # too late for an answer: the server closes the connection
+            response = errors.unexpected(scope["method"], scope["path"], exc)
+            await response(scope, receive, send)
+
+
+def _too_large() -> Response:
+    return error_response(413, f"Request body larger than {MAX_BODY_BYTES} bytes.", close=True)
+
+
+async def _read_body(receive: Receive) -> bytes | Response | None:
+    """The request's body, or a 413 as soon as it is larger than ``MAX_BODY_BYTES`` (whatever its
+    Content-Length said), or None if the client disconnected."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return _too_large()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` in one message, then what the server gives (only a
+    disconnect is left)."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def create_app(settings: Settings, database_url: str, *, admin_token: str | None) -> FastAPI:
@@ -100,11 +189,9 @@ def create_app(settings: Settings, database_url: str, *, admin_token: str | None
     app.state.settings = settings
     app.state.admin_token = admin_token
     errors.install(app)
-    app.add_middleware(RequestLimits)
-    app.include_router(webhooks.public)
-    app.include_router(webhooks.router)
-    app.include_router(log.router)
-    app.include_router(health.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(RequestLimits, routes=[route for router in ROUTERS for route in router.routes])
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -3,8 +3,10 @@
 ``{"id": "<uuid>", "status_code": 400, "version": "...", "detail": "Validation error",
 "exc_info": null, "validation_errors": {"url": ["Enter a valid URL: ..."]}}``
 
-``validation_errors`` is present for 400s about fields. Unexpected failures answer 500 with the same
-shape and an id that is also in the server's log line, so an operator can find the traceback.
+``validation_errors`` is present for 400s about fields. A database that cannot serve (down, or
+outbox not installed in it) answers 503 and logs one line. Unexpected failures answer 500 with the
+same shape and an id that is also in the server's log line, so an operator can find the traceback
+(logged once; SQL statement parameters are hidden by the engine).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from outbox import __version__
+from outbox.admin import database
 from outbox.admin.errors import AdminError, FieldErrors, Invalid, field_errors
 
 log = logging.getLogger("outbox.api")
@@ -35,7 +39,11 @@ def error_response(
     validation_errors: FieldErrors | None = None,
     headers: dict[str, str] | None = None,
     error_id: str | None = None,
+    *,
+    close: bool = False,
 ) -> JSONResponse:
+    """The error body; ``close`` asks the server to close the connection after it (when the
+    request's body is left unread, so that it is not read at all)."""
     body: dict[str, Any] = {
         "id": error_id or str(uuid.uuid4()),
         "status_code": status,
@@ -45,14 +53,32 @@ def error_response(
     }
     if validation_errors is not None:
         body["validation_errors"] = validation_errors
+    if close:
+        headers = {**(headers or {}), "Connection": "close"}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def unauthorized(detail: str, *, close: bool = False) -> JSONResponse:
+    return error_response(401, detail, headers={"WWW-Authenticate": 'Token realm="outbox"'}, close=close)
 
 
 async def _admin_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AdminError)
-    headers = {"WWW-Authenticate": 'Token realm="outbox"'} if isinstance(exc, Unauthorized) else None
+    if isinstance(exc, Unauthorized):
+        return unauthorized(exc.detail)
     errors = exc.errors if isinstance(exc, Invalid) else None
-    return error_response(exc.status, exc.detail, errors, headers)
+    return error_response(exc.status, exc.detail, errors)
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database that cannot serve is the operator's to fix, not a bug: 503 and one log line."""
+    assert isinstance(exc, DBAPIError)
+    detail = database.unavailable(exc)
+    if detail is None:
+        return unexpected(request.method, request.url.path, exc)
+    about = "database unavailable" if detail == database.UNAVAILABLE else detail.rstrip(".")
+    log.warning("%s (%s %s: %s)", about, request.method, request.url.path, database.describe(exc))
+    return error_response(503, detail)
 
 
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
@@ -95,14 +121,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, detail, headers=headers or None)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def unexpected(method: str, path: str, exc: BaseException) -> JSONResponse:
+    """A 500 for a failure nothing expected; its traceback is logged here, once."""
     error_id = str(uuid.uuid4())
-    log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    log.error("error %s on %s %s", error_id, method, path, exc_info=exc)
     return error_response(500, f"Internal server error (id {error_id}).", error_id=error_id)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    return unexpected(request.method, request.url.path, exc)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AdminError, _admin_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(HTTPException, _http_error)
+    # a backstop: outbox.api.app.RequestLimits answers unexpected failures of the routes itself,
+    # since Starlette re-raises after this handler (and uvicorn logs a second traceback)
     app.add_exception_handler(Exception, _unexpected)
