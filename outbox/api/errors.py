@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -81,6 +82,13 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, detail)
 
 
+async def _pool_exhausted(request: Request, exc: Exception) -> JSONResponse:
+    """Every pooled connection busy for the pool's whole timeout (a database that hangs): the same
+    503 as a database that is down, not a bug."""
+    log.warning("database unavailable (%s %s: no free connection in time)", request.method, request.url.path)
+    return error_response(503, database.UNAVAILABLE)
+
+
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
@@ -135,6 +143,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AdminError, _admin_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(RequestValidationError, _request_invalid)
     app.add_exception_handler(HTTPException, _http_error)
     # a backstop: outbox.api.app.RequestLimits answers unexpected failures of the routes itself,

@@ -556,3 +556,25 @@ def test_database_failures_are_told_apart_by_sqlstate(code, invalidated, message
         assert decided is None
     line = database.describe(error)  # what the log says: one line, whatever the message
     assert len(line.splitlines()) == 1 and line.startswith(f"{type(original).__name__}: ")
+
+
+@pytest.mark.anyio
+async def test_an_exhausted_connection_pool_answers_503_not_500(monkeypatch):
+    """Item 8: every pooled connection busy past the pool's timeout (a database that hangs) is the
+    database being unavailable, like a database that is down: 503, never a 500."""
+    import httpx
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from outbox.admin import webhooks as admin_webhooks
+    from outbox.api.app import create_app
+    from outbox.config import Settings
+
+    async def exhausted(*args, **kwargs):
+        raise PoolTimeout("QueuePool limit of size 5 overflow 5 reached, connection timed out")
+
+    monkeypatch.setattr(admin_webhooks, "list_webhooks", exhausted)
+    app = create_app(Settings(database_url=None), "postgresql://127.0.0.1:1/x", admin_token=None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+        answer = await client.get("/api/webhooks/")
+    assert answer.status_code == 503
+    assert answer.json()["detail"] == "Database unavailable."
