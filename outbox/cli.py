@@ -135,8 +135,11 @@ def main() -> None:
             text = "".join(traceback.format_exception(exc))
             typer.echo(_redact(text), err=True, nl=False)
             raise SystemExit(1) from None
-        typer.echo(f"outbox: {_redact(message)}", err=True)
+        # messages raised by sql/ (preflight) carry the prefix already
+        typer.echo(f"outbox: {_redact(message).removeprefix('outbox: ')}", err=True)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C in a short command: no traceback
+        raise SystemExit(130) from None
 
 
 def _version(value: bool) -> None:
