@@ -5,13 +5,30 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from outbox.logs import Redactor, install
 
 SECRET = "Sup3rS3cretPW"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """install() configures the whole process: give the rest of the session its logging back."""
+    root = logging.getLogger()
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
+    uvicorn = {name: list(logging.getLogger(name).handlers) for name in ("uvicorn", "uvicorn.error")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook = hook
+    for name, kept in uvicorn.items():
+        logging.getLogger(name).handlers[:] = kept
 
 
 def _capture(secrets: list[str]) -> tuple[logging.Logger, io.StringIO]:
