@@ -1,10 +1,11 @@
-"""The ``outbox`` command line (docs/design.md §8)."""
+"""The ``outbox`` command line."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import sys
+import traceback
 from typing import Annotated, Any
 
 import anyio
@@ -12,8 +13,9 @@ import psycopg
 import typer
 from pydantic import ValidationError
 
-from outbox import __version__, db, embedded, migrations, sql
-from outbox.config import Settings
+from outbox import __version__, db, embedded, logs, migrations, sql
+from outbox.config import Settings, variable_name
+from outbox.logs import Redactor
 
 app = typer.Typer(
     name="outbox",
@@ -30,22 +32,46 @@ class CliError(Exception):
     """An error the user can act on: printed without a traceback, exit status 2."""
 
 
+NOT_INSTALLED = "outbox is not installed in this database: run `outbox migrate` first"
+
+# What the CLI knows to hide, from the configuration it read: the DSN's password and the admin
+# token. Every error line and log record passes through it (`outbox.logs`).
+_redact = Redactor([])
+
+# Options whose names are not the field's with dashes
+_FLAGS = {"api_host": "--host", "api_port": "--port"}
+
+
+def _source(field: str, flags: set[str]) -> str:
+    """What the user set: the flag when it came from one, else the environment variable."""
+    if field in flags:
+        return _FLAGS.get(field, "--" + field.replace("_", "-"))
+    return variable_name(field) if field in Settings.model_fields else field
+
+
 def _settings(**overrides: Any) -> Settings:
+    """The settings, with flags given on the command line; DATABASE_URL checked before anything
+    can connect (and its password known to the redactor before anything can log)."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+            f"{_source(str(e['loc'][0]), set(given)) if e['loc'] else 'settings'}: {e['msg']}"
+            for e in exc.errors()
         )
         raise CliError(f"invalid configuration: {problems}") from None
+    global _redact
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    _redact = Redactor([*(db.dsn_secrets(url) if url else []), token])
+    if url is not None:
+        db.check_database_url(url, variable_name("database_url"))
+    return settings
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.install(settings.log_level, _redact)
 
 
 def _database_url(settings: Settings) -> str:
@@ -58,28 +84,91 @@ def _database_url(settings: Settings) -> str:
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
-    try:
-        return db.connect_sync(url, autocommit=True)
-    except psycopg.OperationalError as exc:
-        raise CliError(f"cannot connect to {db.mask_dsn(url)}: {str(exc).strip()}") from None
+    return db.connect_sync(url, autocommit=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+
+
+def expected_error(exc: BaseException) -> str | None:
+    """The one-line message for a failure the user can act on, or None for a bug (traceback).
+
+    The one place where predictable failures of every command become messages: a configuration or
+    database URL error, a database that refuses or lacks outbox, an admin error (an id that does
+    not exist, bad input), a migration that cannot proceed.
+    """
+    from psycopg import errors
+
+    if isinstance(exc, CliError | db.DatabaseUrlError | migrations.MigrationError):
+        return str(exc)
+    if "outbox.admin.errors" in sys.modules:
+        from outbox.admin.errors import AdminError
+
+        if isinstance(exc, AdminError):
+            return str(exc)
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(exc, DBAPIError) and exc.orig is not None:
+            return expected_error(exc.orig)
+    if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName | errors.UndefinedFunction):
+        # only outbox's own objects: anything else missing is a bug worth its traceback
+        return NOT_INSTALLED if "outbox" in str(exc) else None
+    if isinstance(exc, psycopg.OperationalError):
+        reason = _one_line(str(exc)) or type(exc).__name__
+        if reason.startswith(("connection failed", "connection to server", "Multiple connection")):
+            return f"cannot connect to the database: {reason}"
+        return f"database error: {reason}"
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return expected_error(exc.exceptions[0])
+    return None
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit status 2."""
+    """Entry point: expected errors become one line on stderr and exit status 2."""
     try:
         app()
-    except CliError as exc:
-        typer.echo(f"outbox: {exc}", err=True)
+    except Exception as exc:  # noqa: BLE001 - a bug is printed too, redacted
+        message = expected_error(exc)
+        if message is None:  # a bug: its traceback, without the configured secrets
+            text = "".join(traceback.format_exception(exc))
+            typer.echo(_redact(text), err=True, nl=False)
+            raise SystemExit(1) from None
+        # messages raised by sql/ (preflight) carry the prefix already
+        typer.echo(f"outbox: {_redact(message).removeprefix('outbox: ')}", err=True)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # Ctrl-C in a short command: no traceback
+        raise SystemExit(130) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"outbox {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
 ) -> None:
-    if version:
-        typer.echo(f"outbox {__version__}")
-        raise typer.Exit()
+    """Postgres-native webhooks for Label Studio."""
+
+
+def _require_installed(url: str) -> None:
+    """Refuse a database where outbox was never migrated, when it answers; one that does not
+    answer yet is waited for by the relay."""
+    try:
+        conn = _connect(url)
+    except psycopg.OperationalError:
+        return
+    with conn:
+        applied = migrations.applied_checksums(conn)
+    if not any(m.kind == "versioned" and m.name in applied for m in migrations.load()):
+        raise CliError(NOT_INSTALLED)
 
 
 @app.command()
@@ -100,20 +189,17 @@ def migrate(
         return
     url = _database_url(settings)
     with _connect(url) as conn:
-        try:
-            if status:
-                for item in migrations.status(conn):
-                    typer.echo(f"{item.state:8} {item.migration.name} ({item.migration.kind})")
-            elif print_sql:
-                pending = migrations.plan(migrations.load(), migrations.applied_checksums(conn))
-                typer.echo(migrations.script(pending), nl=False)
-            else:
-                applied = migrations.migrate(conn)
-                for migration in applied:
-                    typer.echo(f"applied {migration.name}")
-                typer.echo("outbox is up to date" if not applied else f"{len(applied)} migration(s) applied")
-        except migrations.MigrationError as exc:
-            raise CliError(str(exc)) from None
+        if status:
+            for item in migrations.status(conn):
+                typer.echo(f"{item.state:8} {item.migration.name} ({item.migration.kind})")
+        elif print_sql:
+            pending = migrations.plan(migrations.load(), migrations.applied_checksums(conn))
+            typer.echo(migrations.script(pending), nl=False)
+        else:
+            applied = migrations.migrate(conn)
+            for migration in applied:
+                typer.echo(f"applied {migration.name}")
+            typer.echo("outbox is up to date" if not applied else f"{len(applied)} migration(s) applied")
 
 
 @app.command()
@@ -175,7 +261,9 @@ def relay_command(
     """Deliver webhooks: LISTEN, poll, route, build, send, record. Stops on SIGTERM/SIGINT."""
     settings = _settings(poll_interval=poll_interval, concurrency=concurrency, settle_ms=settle_ms)
     _setup_logging(settings)
-    _run_relay(_database_url(settings), settings)
+    url = _database_url(settings)
+    _require_installed(url)
+    _run_relay(url, settings)
 
 
 @app.command()
@@ -201,10 +289,7 @@ def up(
     else:
         url = settings.database_url.get_secret_value()
     with _connect(url) as conn:
-        try:
-            applied = migrations.migrate(conn)
-        except migrations.MigrationError as exc:
-            raise CliError(str(exc)) from None
+        applied = migrations.migrate(conn)
     if applied:
         typer.echo(f"applied {', '.join(m.name for m in applied)}", err=True)
     _run_relay(url, settings)
@@ -228,10 +313,7 @@ def prune() -> None:
         finally:
             await conn.close()
 
-    try:
-        pruned = anyio.run(run)
-    except psycopg.OperationalError as exc:
-        raise CliError(f"cannot connect to {db.mask_dsn(url)}: {str(exc).strip()}") from None
+    pruned = anyio.run(run)
     typer.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events")
 
 
@@ -240,8 +322,10 @@ def demo(
     tasks: Annotated[int, typer.Option(help="Tasks in the bulk import.")] = 12,
 ) -> None:
     """A labeling session on an embedded PostgreSQL, with every webhook printed as it arrives."""
-    from outbox.demo import run_demo
+    from outbox.demo import MAX_TASKS, MIN_TASKS, run_demo
 
+    if not MIN_TASKS <= tasks <= MAX_TASKS:
+        raise CliError(f"--tasks: {MIN_TASKS} to {MAX_TASKS} tasks, not {tasks}")
     settings = _settings()
     raise typer.Exit(run_demo(settings, tasks=tasks))
 

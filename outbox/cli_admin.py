@@ -74,9 +74,7 @@ def register(app: typer.Typer) -> None:
 def _run(operation: Callable[[AsyncEngine], Awaitable[T]], *, as_json: bool = False) -> T:
     """Run one admin operation on DATABASE_URL; admin errors become CLI errors."""
     import anyio
-    from sqlalchemy.exc import OperationalError
 
-    from outbox import db
     from outbox.admin.database import create_engine
     from outbox.admin.errors import AdminError, Invalid
 
@@ -98,9 +96,7 @@ def _run(operation: Callable[[AsyncEngine], Awaitable[T]], *, as_json: bool = Fa
                 body["validation_errors"] = exc.errors
             typer.echo(json.dumps(body))
         raise CliError(str(exc)) from None
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        raise CliError(f"cannot connect to {db.mask_dsn(url)}: {reason}") from None
+    # other expected failures (a database that refuses, lacks outbox…): outbox.cli.expected_error
 
 
 def _validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> Any:
@@ -185,12 +181,12 @@ def api_command(
     import uvicorn
 
     from outbox.api.app import ConfigurationError, check_auth, create_app
+    from outbox.cli import _require_installed, _setup_logging
 
     settings = _settings(api_host=host, api_port=port)
-    from outbox.cli import _setup_logging
-
     _setup_logging(settings)
     url = _database_url(settings)
+    _require_installed(url)
     try:
         token = check_auth(settings, settings.api_host, no_auth)
     except ConfigurationError as exc:
@@ -202,7 +198,15 @@ def api_command(
     # previous handler: make that handler a clean exit, so a graceful stop is status 0.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: sys.exit(0))
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level=settings.log_level.lower())
+    # log_config=None: uvicorn's loggers propagate to outbox's redacting handler instead of getting
+    # handlers of their own (its access log would print a token sent in a query string).
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+    )
 
 
 # -- outbox webhooks ----------------------------------------------------------------------------

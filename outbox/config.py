@@ -1,11 +1,12 @@
 """Configuration: one typed settings object, read once from the environment.
 
-Nothing else in outbox or relay reads ``os.environ``. Names follow docs/design.md §8: Label Studio's own
+Nothing else in outbox or relay reads ``os.environ``. Names: Label Studio's own
 names where it has one (``WEBHOOK_TIMEOUT``, ``WEBHOOK_BATCH_SIZE``), ``OUTBOX_*`` for the rest.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from functools import lru_cache
@@ -99,3 +100,17 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment on first use."""
     return Settings()
+
+
+def variable_name(field: str) -> str:
+    """The environment variable that sets ``field``: the one the user set when several may
+    (``DATABASE_URL`` or ``OUTBOX_DATABASE_URL``), else the first. Errors name this, not the
+    field."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        names = [str(choice) for choice in alias.choices]
+        return next((name for name in names if name in os.environ), names[0])
+    if isinstance(alias, str):
+        return alias
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
