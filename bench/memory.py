@@ -43,6 +43,17 @@ from generate_series(1, %(tasks)s) g
 """
 
 
+# An annotation made right after the large import, on a task that was there before it.
+AFTER_IMPORT = """
+insert into public.task_completion (task_id, project_id, result)
+select min(id), 1, '[]' from public.task where project_id = 1
+"""
+ANNOTATION_DELIVERED = """
+select count(*) from outbox.delivery d join outbox.event e on e.id = d.event_id
+where e.action = 'ANNOTATION_CREATED' and d.state = 'delivered'
+"""
+
+
 def large_run(ctx: Context, tasks: int, kib: int) -> dict[str, Any]:
     srv, receiver = ctx.server, ctx.receiver
     database = srv.create_database(ctx.templates.installed)
@@ -57,16 +68,12 @@ def large_run(ctx: Context, tasks: int, kib: int) -> dict[str, Any]:
                 started = time.monotonic()
                 conn.execute(LARGE_IMPORT, {"tasks": tasks, "kib": kib})
                 committed = time.monotonic()
-                conn.execute("insert into public.project (organization_id, title) values (1, 'after')")
+                conn.execute(AFTER_IMPORT)
                 after_import = harness.wait_until(
-                    lambda: harness.delivered(conn) >= 1
-                    and conn.execute(
-                        "select count(*) from outbox.delivery d join outbox.event e on e.id = d.event_id"
-                        " where e.action = 'PROJECT_CREATED' and d.state = 'delivered'"
-                    ).fetchone()[0],
+                    lambda: conn.execute(ANNOTATION_DELIVERED).fetchone()[0],
                     timeout=300,
                     interval=0.05,
-                    what="the project created after the import delivered",
+                    what="the annotation made after the import delivered",
                 )
                 finished = harness.wait_until(
                     lambda: harness.delivered(conn) >= tasks + 1,
@@ -148,10 +155,10 @@ def run(ctx: Context) -> MeasureResult:
     large_tasks, kib = (3, 1024) if ctx.quick else (20, 10 * 1024)
     large = [large_run(ctx, large_tasks, kib) for _ in range(ctx.repeat)]
     label = f"{large_tasks} × {kib // 1024} MB import"
-    result.figure(f"relay peak RSS, {label}", "MB", target="well under 1000").samples = [
+    result.figure(f"relay peak RSS, {label}", "MB", target="<= 500").samples = [
         r["peak_rss_mb"] for r in large
     ]
-    result.figure(f"{label}: a project created after it, commit → delivered", "s").samples = [
+    result.figure(f"{label}: an annotation made after it, commit → delivered", "s").samples = [
         r["next_event_seconds"] for r in large
     ]
     result.details = {
