@@ -40,13 +40,17 @@ class Step:
     expect: list[tuple[str, str]]
 
 
-def _steps(tasks: int) -> list[Step]:
+def _steps(
+    tasks: int, subscribe_project: Callable[[psycopg.Connection[Any]], None] = lambda c: None
+) -> list[Step]:
     def create_project(c: psycopg.Connection[Any]) -> None:
         c.execute(
             "insert into project (id, title, description, label_config, organization_id, created_by_id)"
             " values (1, 'Sentiment', 'demo project', %s, 1, 1)",
             (LABEL_CONFIG,),
         )
+        # a project webhook must name a project that exists (outbox.webhook refuses others)
+        subscribe_project(c)
 
     def import_tasks(c: psycopg.Connection[Any]) -> None:
         with c.transaction():  # one import: tasks and a pre-annotated one, as Label Studio does
@@ -186,19 +190,22 @@ async def _session(settings: Settings, url: str, tasks: int, console: Console) -
                 "insert into outbox.webhook (organization_id, url, description) values (1, %s, %s)",
                 (f"{receiver.url}/organization", "organization-level: every event"),
             )
-            conn.execute(
-                "insert into outbox.webhook (organization_id, project_id, url, secret, description)"
-                " values (1, 1, %s, %s, %s)",
-                (f"{receiver.url}/project-1", secret, "project 1 only, signed"),
-            )
             console.print(
                 f"  receiver on {receiver.url}; webhooks: [cyan]organization[/] (all events),"
-                " [cyan]project-1[/] (project 1, signed)\n"
+                " [cyan]project-1[/] (project 1, signed, from its creation)\n"
             )
+
+            def subscribe_project(c: psycopg.Connection[Any]) -> None:
+                c.execute(
+                    "insert into outbox.webhook (organization_id, project_id, url, secret, description)"
+                    " values (1, 1, %s, %s, %s)",
+                    (f"{receiver.url}/project-1", secret, "project 1 only, signed"),
+                )
+
             relay = Relay(url, relay_settings)
             await tg.start(relay.run)
             expected = 0
-            for step in _steps(tasks):
+            for step in _steps(tasks, subscribe_project):
                 console.print(f"  [bold]{step.title}[/]")
                 step.run(conn)
                 expected += len(step.expect)
