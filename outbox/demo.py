@@ -44,8 +44,14 @@ class Step:
     expect: list[tuple[str, str]]
 
 
-def _steps(tasks: int, batch_size: int) -> list[Step]:
-    """The session on ``tasks`` imported tasks; the steps touch tasks 1 to 3, or as many exist."""
+def _steps(
+    tasks: int,
+    batch_size: int,
+    subscribe_project: Callable[[psycopg.Connection[Any]], None] = lambda c: None,
+) -> list[Step]:
+    """The session on ``tasks`` imported tasks; the steps touch tasks 1 to 3, or as many exist.
+    ``subscribe_project`` runs right after the project is created (a project webhook must name a
+    project that exists)."""
     skipped = min(2, tasks)  # task 1 when it is the only one: it then has two annotations
     deleted = list(range(1, min(3, tasks) + 1))
 
@@ -55,6 +61,8 @@ def _steps(tasks: int, batch_size: int) -> list[Step]:
             " values (1, 'Sentiment', 'demo project', %s, 1, 1)",
             (LABEL_CONFIG,),
         )
+        # a project webhook must name a project that exists (outbox.webhook refuses others)
+        subscribe_project(c)
 
     def import_tasks(c: psycopg.Connection[Any]) -> None:
         with c.transaction():  # one import: tasks and a pre-annotated one, as Label Studio does
@@ -178,7 +186,6 @@ def run_demo(settings: Settings, *, tasks: int = 12) -> int:
 
 async def _session(settings: Settings, url: str, tasks: int, console: Console) -> int:
     secret = generate_secret()
-    steps = _steps(tasks, settings.webhook_batch_size)
     started = time.perf_counter()
 
     def show(request: Received) -> Reply:
@@ -204,18 +211,22 @@ async def _session(settings: Settings, url: str, tasks: int, console: Console) -
                 "insert into outbox.webhook (organization_id, url, description) values (1, %s, %s)",
                 (f"{receiver.url}/organization", "organization-level: every event"),
             )
-            conn.execute(
-                "insert into outbox.webhook (organization_id, project_id, url, secret, description)"
-                " values (1, 1, %s, %s, %s)",
-                (f"{receiver.url}/project-1", secret, "project 1 only, signed"),
-            )
             console.print(
                 f"  receiver on {receiver.url}; webhooks: [cyan]organization[/] (all events),"
-                " [cyan]project-1[/] (project 1, signed)\n"
+                " [cyan]project-1[/] (project 1, signed, from its creation)\n"
             )
+
+            def subscribe_project(c: psycopg.Connection[Any]) -> None:
+                c.execute(
+                    "insert into outbox.webhook (organization_id, project_id, url, secret, description)"
+                    " values (1, 1, %s, %s, %s)",
+                    (f"{receiver.url}/project-1", secret, "project 1 only, signed"),
+                )
+
             relay = Relay(url, relay_settings)
             await tg.start(relay.run)
             expected = 0
+            steps = _steps(tasks, settings.webhook_batch_size, subscribe_project)
             for step in steps:
                 console.print(f"  [bold]{step.title}[/]")
                 step.run(conn)

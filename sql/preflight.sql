@@ -1,11 +1,13 @@
--- Runs before any migration: outbox attaches to Label Studio's tables and reads two more for
--- payloads, so a database without them is refused before anything is changed.
+-- Runs before any migration: outbox attaches to Label Studio's tables, reads two more for payloads
+-- and checks subscriptions against organization, so a database without them is refused before
+-- anything is changed.
 do $$
 declare
     missing text;
 begin
     select string_agg(t, ', ') into missing
-    from unnest(array['project', 'task', 'task_completion', 'prediction', 'task_comment_authors']) t
+    from unnest(array['project', 'task', 'task_completion', 'prediction', 'task_comment_authors',
+                      'organization']) t
     where to_regclass('public.' || t) is null;
     if missing is not null then
         raise exception 'outbox: Label Studio table(s) not found in schema public: %', missing

@@ -28,6 +28,26 @@ delete from outbox.schema_migrations where name = any(%(names)s);
 -- name: drop_schema
 drop schema if exists outbox cascade;
 
+-- name: set_lock_timeout
+select set_config('lock_timeout', %(timeout)s, true);
+
+-- name: lock_holders
+-- The sessions holding a lock on the given tables (any lock conflicts with ACCESS EXCLUSIVE),
+-- oldest transaction first. Never their query text: it may carry Label Studio's data.
+select format('%%I.%%I', n.nspname, c.relname) as relation, l.pid,
+       string_agg(l.mode, ', ' order by l.mode) as modes,
+       a.state, a.application_name,
+       extract(epoch from clock_timestamp() - a.xact_start)::float8 as transaction_seconds
+from pg_locks l
+join pg_class c on c.oid = l.relation
+join pg_namespace n on n.oid = c.relnamespace
+left join pg_stat_activity a on a.pid = l.pid
+where l.locktype = 'relation' and l.granted and l.pid <> pg_backend_pid()
+  and l.database = (select oid from pg_database where datname = current_database())
+  and l.relation in (select to_regclass(r) from unnest(%(relations)s::text[]) r)
+group by n.nspname, c.relname, l.pid, a.state, a.application_name, a.xact_start
+order by a.xact_start nulls last, l.pid, relation;
+
 -- ---------------------------------------------------------------------------------------------
 -- relay: presence and wake-ups (relay/store.py)
 

@@ -1,5 +1,13 @@
 -- Removes everything outbox attached to Label Studio's tables (the triggers of capture.sql and their
 -- functions). Subscriptions, events and deliveries stay in schema outbox unless --drop-data is given.
+-- It also runs first whenever capture.sql is (re-)applied, in the same transaction.
+
+-- Every lock on Label Studio's tables, first, in one statement: waiting for them (behind a long
+-- import, say) is then the one statement that `outbox migrate`/`uninstall` run with a short
+-- lock_timeout, retry and report, so Label Studio's own writes never queue behind it for longer.
+-- task and task_completion first: long Label Studio transactions hold them, and waiting on the
+-- first table of the list holds nothing yet that such a transaction could need at its commit.
+lock table public.task, public.task_completion, public.project in access exclusive mode;
 drop trigger if exists outbox_insert on public.project;
 drop trigger if exists outbox_update on public.project;
 drop trigger if exists outbox_delete on public.project;

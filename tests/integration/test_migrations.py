@@ -83,24 +83,51 @@ def test_two_processes_migrating_at_once_both_succeed(ls_database_url):
         assert {s.state for s in migrations.status(conn)} == {"applied"}
 
 
+def schema_of(conn: psycopg.Connection[Any]) -> dict[str, list[Any]]:
+    """What outbox installed, as the catalog describes it: columns, constraints, indexes, functions
+    and every trigger it owns or attached to Label Studio's tables."""
+    queries = {
+        "columns": "select table_name, column_name, data_type, is_nullable, column_default"
+        " from information_schema.columns where table_schema = 'outbox' order by 1, 2",
+        "constraints": "select conrelid::regclass::text as t, conname, pg_get_constraintdef(oid) as d"
+        " from pg_constraint where connamespace = 'outbox'::regnamespace order by 1, 2",
+        "indexes": "select indexname, indexdef from pg_indexes where schemaname = 'outbox' order by 1",
+        "functions": "select proname, pg_get_functiondef(oid) as d from pg_proc"
+        " where pronamespace = 'outbox'::regnamespace order by 1",
+        "triggers": "select tgrelid::regclass::text as t, tgname, pg_get_triggerdef(oid) as d"
+        " from pg_trigger where not tgisinternal and (tgname like 'outbox%%'"
+        " or tgrelid::regclass::text like 'outbox.%%') order by 1, 2",
+    }
+    return {name: conn.execute(query).fetchall() for name, query in queries.items()}
+
+
 def test_printed_script_applied_with_psql_semantics_equals_migrate(
     ls_database_url, fresh_database, templates
 ):
+    """The `--print` script of a fresh database (0001, 0002, capture.sql) installs the same schema
+    and records the same migrations as `migrate`."""
     script = migrations.script(migrations.load())
+    assert "set lock_timeout" in script  # Label Studio's writes never queue behind the script either
     other = fresh_database(templates.label_studio)
     with connect(other) as conn:
         # what psql does with the script, minus its meta-command
         conn.execute(script.replace("\\set ON_ERROR_STOP on", ""))
         printed = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
+        printed_schema = schema_of(conn)
         assert migrations.migrate(conn) == []
     with connect(ls_database_url) as conn:
         migrations.migrate(conn)
         applied = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
+        applied_schema = schema_of(conn)
+    assert [r["name"] for r in printed] == ["0001_schema.sql", "0002_webhook_scope.sql", "capture.sql"]
     assert printed == applied
+    assert printed_schema == applied_schema
+    assert len(applied_schema["triggers"]) == 9 + 2
 
 
 def test_uninstall_removes_triggers_and_functions_and_keeps_data(installed_database_url):
     with connect(installed_database_url) as conn:
+        conn.execute("insert into organization (id, title) values (1, 'o')")
         conn.execute("insert into outbox.webhook (organization_id, url) values (1, 'http://127.0.0.1:9/')")
         migrations.uninstall(conn)
         assert triggers(conn) == []
@@ -109,7 +136,6 @@ def test_uninstall_removes_triggers_and_functions_and_keeps_data(installed_datab
             " where n.nspname = 'outbox' and p.proname like 'capture%%'"
         ).fetchall()
         assert leftovers == []
-        conn.execute("insert into organization (id, title) values (1, 'o')")
         conn.execute("insert into project (id, organization_id) values (1, 1)")
         conn.execute("insert into task (data, project_id) values ('{}', 1)")
         assert conn.execute("select count(*) from outbox.change").fetchone()["count"] == 0
@@ -125,3 +151,33 @@ def test_uninstall_with_drop_data_leaves_no_trace(installed_database_url):
         assert triggers(conn) == []
         assert conn.execute("select to_regnamespace('outbox') as s").fetchone()["s"] is None
         assert migrations.status(conn)[0].state == "pending"
+
+
+def test_a_fresh_database_gets_0001_then_0002_then_capture(ls_database_url):
+    """The schema of a first install: every versioned file in order, then the capture triggers;
+    0002 adds the check of a webhook's organization and project (issue 9 item 9)."""
+    with connect(ls_database_url) as conn:
+        applied = [m.name for m in migrations.migrate(conn)]
+        assert applied == ["0001_schema.sql", "0002_webhook_scope.sql", "capture.sql"]
+        scope = conn.execute(
+            "select tgname from pg_trigger where tgrelid = 'outbox.webhook'::regclass and not tgisinternal"
+            " order by 1"
+        ).fetchall()
+        assert [r["tgname"] for r in scope] == ["webhook_before_update", "webhook_scope"]
+
+
+def test_an_installation_of_0001_upgrades_to_0002_and_keeps_its_webhooks(installed_database_url):
+    """Upgrading: only 0002 is applied; a webhook stored before it, whose organization no longer
+    exists, is kept and stays editable (the check applies to new scopes only)."""
+    with connect(installed_database_url) as conn:
+        conn.execute("drop trigger webhook_scope on outbox.webhook")
+        conn.execute("drop function outbox.check_webhook_scope()")
+        conn.execute("delete from outbox.schema_migrations where name = '0002_webhook_scope.sql'")
+        conn.execute("insert into outbox.webhook (organization_id, url) values (77, 'http://127.0.0.1:9/')")
+        assert [m.name for m in migrations.migrate(conn)] == ["0002_webhook_scope.sql"]
+        conn.execute("update outbox.webhook set is_active = false")
+        with pytest.raises(psycopg.errors.CheckViolation, match="webhook organization 77 does not exist"):
+            conn.execute(
+                "insert into outbox.webhook (organization_id, url) values (77, 'http://127.0.0.1:9/')"
+            )
+        assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 1

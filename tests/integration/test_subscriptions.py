@@ -6,6 +6,18 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.support import lsdb
+
+
+@pytest.fixture(autouse=True)
+def label_studio(conn):
+    """Organization 1 with project 5, organization 2 with project 6: a webhook must name rows that
+    exist (issue 9 item 9)."""
+    lsdb.organization(conn)
+    lsdb.organization(conn, org_id=2, user_id=2)
+    lsdb.project(conn, 5)
+    lsdb.project(conn, 6, org_id=2)
+
 
 def add(conn, **columns):
     row = {"organization_id": 1, "url": "https://example.com/hook", **columns}
@@ -110,3 +122,60 @@ def test_reenabling_clears_the_disabled_reason_and_health(conn):
     ).fetchone()
     assert row == {"disabled_reason": None, "touched": True}
     assert conn.execute("select count(*) from outbox.webhook_health").fetchone()["count"] == 0
+
+
+# -- issue 9 item 9: a subscription must name an organization and a project that exist ----------
+
+
+def test_an_organization_that_does_not_exist_is_refused(conn):
+    """issue 9 item 9: SQL accepted a webhook of an organization that does not exist."""
+    text = refused(conn, "webhook organization 99 does not exist", organization_id=99)
+    assert "HINT" in text
+    assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 0
+
+
+def test_a_project_that_does_not_exist_is_refused(conn):
+    """issue 9 item 9: SQL accepted a webhook of a project that does not exist."""
+    text = refused(conn, "webhook project 404 does not exist", project_id=404)
+    assert "organization-level webhook" in text  # the hint says how to subscribe to all projects
+    assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 0
+
+
+def test_a_project_of_another_organization_is_refused(conn):
+    """issue 9 item 9: SQL accepted a webhook of organization 1 for a project of organization 2."""
+    refused(conn, "webhook project 6 belongs to another organization", project_id=6)
+    assert add(conn, organization_id=2, project_id=6)["project_id"] == 6
+
+
+def test_moving_a_webhook_to_a_project_or_organization_that_does_not_fit_is_refused(conn):
+    """issue 9 item 9: the check also runs when organization_id or project_id change."""
+    hook = add(conn, project_id=5)["id"]
+    for change, message in [
+        ("project_id = 404", "webhook project 404 does not exist"),
+        ("project_id = 6", "webhook project 6 belongs to another organization"),
+        ("organization_id = 99", "webhook organization 99 does not exist"),
+    ]:
+        with pytest.raises(psycopg.errors.CheckViolation, match=message):
+            conn.execute(f"update outbox.webhook set {change} where id = %s", (hook,))
+    moved = conn.execute(
+        "update outbox.webhook set organization_id = 2, project_id = 6 where id = %s returning project_id",
+        (hook,),
+    ).fetchone()
+    assert moved["project_id"] == 6
+
+
+def test_a_webhook_whose_project_was_deleted_can_still_be_edited_paused_and_deleted(conn):
+    """issue 9 item 9: the check is no foreign key: Label Studio deletes its project freely, and the
+    webhook left behind stays editable (even by an UPDATE that sets project_id to itself, as an API
+    PUT does), pausable and deletable."""
+    hook = add(conn, project_id=5)["id"]
+    conn.execute("delete from project where id = 5")
+    row = conn.execute(
+        "update outbox.webhook set is_active = false, url = 'https://example.com/new',"
+        " project_id = project_id, organization_id = organization_id where id = %s"
+        " returning is_active, url",
+        (hook,),
+    ).fetchone()
+    assert row == {"is_active": False, "url": "https://example.com/new"}
+    conn.execute("delete from outbox.webhook where id = %s", (hook,))
+    assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 0
