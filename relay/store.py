@@ -22,7 +22,7 @@ from psycopg.rows import DictRow
 from outbox import __version__
 from outbox.sql import query
 from relay import payloads
-from relay.deliveries import Claimed, Result, record_of
+from relay.deliveries import INT4_MAX, Claimed, Result, record_of
 from relay.events import Change, group_changes
 from relay.routing import Routed, Webhook, plan
 
@@ -33,6 +33,7 @@ Conn = psycopg.AsyncConnection[DictRow]
 DETACH_WAIT = timedelta(seconds=60)
 # 'route' in ASCII: only one relay groups changes at a time.
 ROUTING_LOCK = 0x726F757465
+LONGEST_DISABLE_AFTER = timedelta(days=36500)
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
 CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
 
@@ -397,6 +398,10 @@ async def record_results(
     of a webhook that answers 2xx again due at once; disable webhooks that asked for it (410) or
     have failed for too long. Every value passes through ``deliveries.record_of`` first."""
     records = [record_of(r) for r in results]
+    # Settings reach SQL too: now() minus the largest timedelta is no timestamp, and no webhook has
+    # failed for longer than a century (nor more often than an integer counts).
+    disable_after = min(disable_after, LONGEST_DISABLE_AFTER)
+    disable_after_attempts = min(disable_after_attempts, INT4_MAX)
     health: dict[int, tuple[bool, int]] = {}
     recovered: set[int] = set()  # a success after failures within this batch
     for record in records:

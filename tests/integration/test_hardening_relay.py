@@ -307,6 +307,31 @@ def test_any_result_values_are_recorded(database_url, project, batch):
         assert row["status_code"] is None or 0 <= row["status_code"] < 2**31
 
 
+@pytest.mark.parametrize(
+    ("disable_after", "attempts"), [(timedelta.max, 50), (timedelta(0), 2**70), (timedelta.max, 2**70)]
+)
+async def test_settings_at_their_extremes_do_not_stop_recording(
+    conn, database_url, project, disable_after, attempts
+):
+    """Issue 9 item 1: OUTBOX_DISABLE_AFTER reaches SQL as an interval subtracted from now(); at
+    its largest it made every batch with a failure overflow a timestamp, so none was recorded."""
+    relay_id = uuid.uuid4()
+    hook = lsdb.webhook(conn, "http://127.0.0.1:9/hook", project_id=project)
+    deliveries = leased_deliveries(conn, hook, relay_id, 2)
+    outcome = Outcome(500, "http_status", "HTTP 500", "", 1.0)
+    results = [Result(d, "pending", 1.0, datetime.now(UTC), outcome, {}) for d in deliveries]
+    async with await db.connect(database_url, autocommit=True) as aconn:
+        await store.record_results(
+            aconn, results, relay_id=relay_id, disable_after=disable_after, disable_after_attempts=attempts
+        )
+    count = conn.execute(
+        "select count(*) from outbox.attempt a join outbox.delivery d on d.id = a.delivery_id"
+        " where d.webhook_id = %s",
+        (hook,),
+    ).fetchone()["count"]
+    assert count == 2
+
+
 # -- item 6: one signal stops the relay, whatever the database does --------------------------
 
 
@@ -443,20 +468,29 @@ async def test_a_database_without_outbox_is_named_once_and_the_relay_starts_once
 # -- item 11: a receiver that comes back ----------------------------------------------------
 
 
+@pytest.mark.parametrize("how", ["unavailable", "down"])
 async def test_a_receiver_that_answers_again_gets_its_waiting_deliveries_at_once(
-    conn, project, events, start_relay, sql_wait
+    conn, project, events, start_relay, sql_wait, how
 ):
     """Issue 9 item 11: with a long retry schedule, deliveries that failed while the receiver was
-    down (503) waited for their next step (an hour here) though the receiver was back; now its
-    first 2xx makes them due at once, none arrives twice, and other webhooks' retries wait on."""
+    unavailable (503) or down (connection refused) waited for their next step (an hour here)
+    though the receiver was back; now its first 2xx makes them due at once and none arrives twice.
+    A payload the receiver rejects (400) keeps its schedule, and so do other webhooks' retries."""
     failing = True
 
-    def respond(_: Received) -> Reply:
-        return Reply(503) if failing else Reply()  # unavailable (a proxy before a stopped app)
+    def respond(request: Received) -> Reply:
+        if number(request) == 1:
+            return Reply(400)  # this payload is rejected, whatever state the receiver is in
+        return Reply(503) if failing else Reply()
 
-    async with Receiver(respond) as receiver:
-        hook = lsdb.webhook(conn, receiver.url + "/hook", project_id=project, retry_schedule=[0, 3600])
-        beside = lsdb.webhook(conn, receiver.url + "/beside", project_id=project, retry_schedule=[0, 3600])
+    port = await closed_port()
+    receiver = Receiver(respond, port=port)
+    if how == "unavailable":
+        await receiver.start()
+    try:
+        url, schedule = f"http://127.0.0.1:{port}", [0, 3600, 3600]
+        hook = lsdb.webhook(conn, url + "/hook", project_id=project, retry_schedule=schedule)
+        beside = lsdb.webhook(conn, url + "/beside", project_id=project, retry_schedule=schedule)
         async with start_relay():
             down = 5
             events(down)
@@ -464,17 +498,37 @@ async def test_a_receiver_that_answers_again_gets_its_waiting_deliveries_at_once
                 "select count(*) from outbox.attempt", until=lambda n: n == 2 * down, what="the failures"
             )
             failing = False
+            if how == "down":
+                await receiver.start()
             conn.execute("update outbox.webhook set is_active = false where id = %s", (beside,))
             back = time.perf_counter()
             events(1, start=down + 1)
-            await sql_wait(DELIVERED, (hook,), until=lambda n: n == down + 1, timeout=15)
+            await sql_wait(DELIVERED, (hook,), until=lambda n: n == down, timeout=15)
             took = time.perf_counter() - back
-    succeeded = Counter(number(r) for r in receiver.requests if r.path == "/hook")
-    print(f"\nreceiver back: all {down} waiting deliveries delivered {took:.2f} s after the new event")
-    assert succeeded == Counter({n: 2 for n in range(1, down + 1)} | {down + 1: 1})
+            rejected = await sql_wait(
+                "select attempts from outbox.delivery where webhook_id = %s order by id limit 1",
+                (hook,),
+                until=lambda n: n == (1 if how == "unavailable" else 2),
+                what="the rejected payload's attempts",
+            )
+    finally:
+        await receiver.stop()
+    arrived = Counter(number(r) for r in receiver.requests if r.path == "/hook")
+    print(
+        f"\nreceiver {how} then back: the {down - 1} waiting deliveries delivered {took:.2f} s "
+        f"after the new event; the rejected one made {rejected} attempt(s)"
+    )
+    twice = 2 if how == "unavailable" else 1  # a 503, then the 2xx; refused connections never arrived
+    assert arrived == Counter({1: 1, down + 1: 1} | dict.fromkeys(range(2, down + 1), twice))
     waiting = conn.execute(
-        "select count(*) from outbox.delivery where webhook_id = %s and state = 'pending'"
-        " and next_attempt_at > now() + interval '30 minutes'",
+        "select count(*) from outbox.delivery where state = 'pending'"
+        " and next_attempt_at > now() + interval '30 minutes' and webhook_id = %s",
         (beside,),
     ).fetchone()["count"]
     assert waiting == down  # another webhook's retries are not touched
+    first = conn.execute(
+        "select state, next_attempt_at > now() + interval '30 minutes' as later"
+        " from outbox.delivery where webhook_id = %s order by id limit 1",
+        (hook,),
+    ).fetchone()
+    assert first == {"state": "pending", "later": True}  # the rejected payload waits its hour
