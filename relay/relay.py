@@ -27,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from outbox import __version__, db
 from outbox.config import Settings
 from relay import store
-from relay.deliveries import Claimed, Result, request_headers, unrecordable
+from relay.deliveries import FALLBACK_DELAY, Claimed, Result, request_headers, unrecordable
 from relay.payloads import action_only
 from relay.schedule import decide, parse_retry_after
 from relay.sender import AiohttpSender, Outcome, Request, Sender
@@ -550,16 +550,24 @@ class Relay:
     def _judge(
         self, delivery: Claimed, outcome: Outcome, started_at: datetime, logged: dict[str, str]
     ) -> Result:
+        """What the attempt means for its delivery. Never raises: a decision that fails (a bug,
+        a schedule no one foresaw) costs the attempt, recorded as an internal error, not the relay."""
         schedule = delivery.retry_schedule or self._settings.retry_schedule
-        decision = decide(
-            status=outcome.status,
-            error_class=outcome.error_class,
-            attempts_made=delivery.attempt,
-            schedule=schedule,
-            jitter=self._settings.retry_jitter,
-            rng=self._rng,
-            retry_after=parse_retry_after(outcome.retry_after, started_at),
-        )
+        try:
+            decision = decide(
+                status=outcome.status,
+                error_class=outcome.error_class,
+                attempts_made=delivery.attempt,
+                schedule=schedule,
+                jitter=self._settings.retry_jitter,
+                rng=self._rng,
+                retry_after=parse_retry_after(outcome.retry_after, started_at),
+            )
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("deciding on attempt %d of delivery %d failed", delivery.attempt, delivery.id)
+            error = f"{type(exc).__name__} in the relay deciding the next attempt"
+            failed = Outcome(outcome.status, "internal", error, "", outcome.duration_ms)
+            return Result(delivery, "pending", FALLBACK_DELAY, started_at, failed, logged)
         return Result(
             delivery,
             decision.state,

@@ -43,8 +43,11 @@ class Decision:
     disable_reason: str | None = None
 
 
-def seconds(value: float) -> float:
-    """A wait as a float within [0, MAX_DELAY] (NaN counts as no wait)."""
+def seconds(value: float | None) -> float:
+    """A wait as a float within [0, MAX_DELAY]. NaN, and a NULL step of a webhook's own schedule
+    (its constraint lets one through), count as no wait."""
+    if value is None:
+        return 0.0
     try:
         wait = float(value)
     except OverflowError:  # an int beyond any float
@@ -72,7 +75,7 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
 
 
 def next_delay(
-    schedule: Sequence[float],
+    schedule: Sequence[float | None],
     attempts_made: int,
     jitter: float,
     rng: random.Random,
@@ -93,7 +96,7 @@ def decide(
     status: int | None,
     error_class: str | None,
     attempts_made: int,
-    schedule: Sequence[float],
+    schedule: Sequence[float | None],
     jitter: float,
     rng: random.Random,
     retry_after: float | None = None,

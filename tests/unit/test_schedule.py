@@ -101,7 +101,8 @@ def test_a_url_the_client_cannot_use_is_dead_at_once():
 # -- issue 9 item 1: a delay's type and range never depend on the inputs ------------------------
 
 schedules = st.lists(
-    st.integers(min_value=0, max_value=2**31 - 1)
+    st.none()  # a NULL in a webhook's integer[] schedule
+    | st.integers(min_value=0, max_value=2**31 - 1)
     | st.floats(min_value=0, max_value=1e15)
     | st.sampled_from([float("inf"), float("nan"), 1e300]),
     min_size=1,
@@ -164,3 +165,9 @@ def test_retry_after_on_an_integer_schedule_is_a_float():
     delay = next_delay([0, 3, 3], 1, 0.0, random.Random(1), retry_after=7.0)
     assert delay == 6.0 and type(delay) is float
     assert parse_retry_after("²", NOW) is None  # str.isdigit() says yes, float() says no
+
+
+def test_a_null_step_of_a_webhook_schedule_counts_as_no_wait():
+    """Issue 9 item 1: ``retry_schedule = '{0,NULL}'`` passes the webhook's constraint; the delay
+    computed from it raised and took the relay down."""
+    assert next_delay([0, None], 1, 0.2, random.Random(1)) == 0.0
