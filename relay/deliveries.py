@@ -2,19 +2,24 @@
 
 Headers follow docs/design.md §7: Content-Type, User-Agent, the webhook's static headers, and the
 Standard Webhooks trio when the webhook has a secret. The attempt log keeps the request headers with
-every static header value masked (they are often credentials).
+every static header value masked (they are often credentials). What is recorded of a result passes
+through ``record_of`` first: texts from receivers and exceptions, numbers from settings and
+schedules, all made to fit their columns in one place.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from relay.schedule import State
-from relay.sender import Outcome
+import orjson
+
+from relay.schedule import MAX_DELAY, State
+from relay.sender import RESPONSE_BODY_LIMIT, Outcome
 from relay.signing import signature_header
 
 MASK = "***"
@@ -87,3 +92,132 @@ def request_headers(
     sent.update(trio)
     logged.update(trio)
     return sent, logged
+
+
+# -- what reaches the database ---------------------------------------------------------------
+
+INT4_MAX = 2**31 - 1
+ERROR_CHARS = 2000
+ERROR_CLASS_CHARS = 64
+HEADER_CHARS = 1000
+STATES: frozenset[State] = frozenset({"pending", "delivered", "dead"})
+# The wait given to an attempt whose result had no usable delay, or could not be recorded.
+FALLBACK_DELAY = 60.0
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One result as its columns take it: the one place where values from receivers, settings and
+    the relay's own code are made to fit (no NUL, no lone surrogate, finite numbers in range)."""
+
+    delivery_id: int
+    attempt: int
+    webhook_id: int
+    state: State
+    delay: float
+    started_at: datetime
+    duration_ms: float
+    status: int | None
+    ok: bool
+    error_class: str | None
+    error: str | None
+    response_body: str
+    request_headers: str  # a JSON object
+    disable_reason: str | None
+
+
+def record_of(result: Result) -> AttemptRecord:
+    """What is written for ``result``; never raises for any value a ``Result`` can hold."""
+    outcome = result.outcome
+    state: State = result.state if result.state in STATES else "pending"
+    return AttemptRecord(
+        delivery_id=int(result.delivery.id),
+        attempt=int(result.delivery.attempt),
+        webhook_id=int(result.delivery.webhook_id),
+        state=state,
+        delay=_delay(result.delay),
+        started_at=_timestamp(result.started_at),
+        duration_ms=_finite(outcome.duration_ms),
+        status=_int4(outcome.status),
+        ok=outcome.error_class is None,
+        error_class=_optional_text(outcome.error_class, ERROR_CLASS_CHARS),
+        error=_optional_text(outcome.error, ERROR_CHARS),
+        response_body=clean_text(outcome.response_body, RESPONSE_BODY_LIMIT),
+        request_headers=_headers(result.logged_headers),
+        disable_reason=_optional_text(result.disable_reason, ERROR_CHARS),
+    )
+
+
+def unrecordable(result: Result, reason: str) -> Result:
+    """The same attempt as an internal error, for a result the database refused: the delivery keeps
+    the state its attempt earned; the response's status, body and headers are left out (one of them
+    was probably what the database refused)."""
+    outcome = Outcome(
+        _int4(result.outcome.status),
+        "internal",
+        f"the relay could not record this attempt's outcome ({reason})",
+        "",
+        _finite(result.outcome.duration_ms),
+    )
+    return Result(result.delivery, result.state, result.delay, _timestamp(result.started_at), outcome, {})
+
+
+def clean_text(value: object, limit: int) -> str:
+    """``value`` as text PostgreSQL stores: no NUL, invalid UTF-8 (lone surrogates) replaced, at
+    most ``limit`` characters."""
+    text = value if isinstance(value, str) else str(value)
+    text = text[:limit]
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _optional_text(value: object, limit: int) -> str | None:
+    return None if value is None else clean_text(value, limit)
+
+
+def _finite(value: object) -> float:
+    """A non-negative finite float (0.0 for anything else)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return number if math.isfinite(number) and number >= 0 else 0.0
+
+
+def _delay(value: object) -> float:
+    """Seconds to the next attempt, within [0, MAX_DELAY]; FALLBACK_DELAY when there is none."""
+    if value is None:
+        return FALLBACK_DELAY
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return FALLBACK_DELAY
+    except OverflowError:
+        return MAX_DELAY
+    if math.isnan(seconds):
+        return FALLBACK_DELAY
+    return min(max(0.0, seconds), MAX_DELAY)
+
+
+def _int4(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT4_MAX:
+        return None
+    return value
+
+
+def _timestamp(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.now(UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _headers(headers: Mapping[str, str]) -> str:
+    cleaned = {
+        clean_text(name, HEADER_CHARS): clean_text(value, HEADER_CHARS) for name, value in headers.items()
+    }
+    return orjson.dumps(cleaned).decode()

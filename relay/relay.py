@@ -16,6 +16,7 @@ import random
 import time
 from collections import Counter, OrderedDict, deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
@@ -26,7 +27,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from outbox import __version__, db
 from outbox.config import Settings
 from relay import store
-from relay.deliveries import Claimed, Result, request_headers
+from relay.deliveries import FALLBACK_DELAY, Claimed, Result, request_headers, unrecordable
 from relay.payloads import action_only
 from relay.schedule import decide, parse_retry_after
 from relay.sender import AiohttpSender, Outcome, Request, Sender
@@ -51,10 +52,47 @@ BODY_CACHE_BYTES = 64 * 1024 * 1024
 # those writes (measured: 8 writers fell to a third of their TPS when every commit notified).
 BUSY_WRITES_PER_SECOND = 300
 BUSY_POLL = 0.01
+# On stop, the part of OUTBOX_SHUTDOWN_GRACE kept for recording results and releasing leases once
+# the requests in flight are done or cut off (at most a quarter of it).
+STOP_RESERVE = 1.0
+
+
+class _Stopped(Exception):
+    """The relay is stopping: a database wait gives up."""
+
+
+# Errors that mean outbox's schema is missing here, or older than this relay.
+NOT_INSTALLED_ERRORS = (
+    psycopg.errors.UndefinedTable,
+    psycopg.errors.InvalidSchemaName,
+    psycopg.errors.UndefinedFunction,
+    psycopg.errors.UndefinedColumn,
+)
+
+
+def _trouble(exc: BaseException) -> str:
+    """What kind of trouble a database error is: a lost or refused connection, outbox not
+    installed, or anything else (each is reported its own way)."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return "connection"
+    if isinstance(exc, NOT_INSTALLED_ERRORS):
+        return "not installed"
+    return "error"
+
+
+def _backoff(failures: int) -> float:
+    return min(10.0, 0.1 * 2.0 ** min(failures - 1, 16)) * random.uniform(0.8, 1.2)
 
 
 class _Database:
-    """One connection that comes back by itself: capped exponential backoff with jitter."""
+    """One connection that comes back by itself: capped exponential backoff with jitter.
+
+    The backoff grows with every failure, of connecting or of a statement, and resets only once a
+    statement succeeded (``succeeded``): a database that accepts connections but refuses every
+    statement is retried at the same pace as one that is down. Each kind of trouble is logged when
+    it starts, then now and then, and its end once. ``interrupt`` makes every wait give up
+    (``_Stopped``), for a relay that is stopping.
+    """
 
     def __init__(self, dsn: str, purpose: str, settings: Settings) -> None:
         self._dsn = dsn
@@ -62,43 +100,121 @@ class _Database:
         self._settings = settings
         self._conn: store.Conn | None = None
         self._failures = 0
+        self._trouble: str | None = None
+        self._backoff_due = False
+        self._interrupted = False
+        self._waiting: anyio.CancelScope | None = None
+
+    def interrupt(self) -> None:
+        """Give up the wait in progress and every later one."""
+        self._interrupted = True
+        if self._waiting is not None:
+            self._waiting.cancel()
 
     async def get(self) -> store.Conn:
+        if self._backoff_due:  # the last statement failed: wait before the next one
+            self._backoff_due = False
+            await self._wait(anyio.sleep, _backoff(self._failures))
         while self._conn is None or self._conn.closed:
-            if self._failures:
-                delay = min(10.0, 0.1 * 2 ** (self._failures - 1)) * random.uniform(0.8, 1.2)
-                await anyio.sleep(delay)
+            if self._interrupted:
+                raise _Stopped
             try:
-                self._conn = await db.connect(
+                self._conn = await self._wait(
+                    db.connect,
                     self._dsn,
                     autocommit=True,
                     application_name=f"outbox-relay-{self._purpose}",
                     connect_timeout=self._settings.connect_timeout,
                 )
             except CONNECTION_ERRORS as exc:
-                self._failures += 1
-                if self._failures in (1, 5) or self._failures % 20 == 0:
-                    log.warning("database unreachable (%s): %s; retrying", self._purpose, _first_line(exc))
-                continue
-            if self._failures:
-                log.info("database connection restored (%s)", self._purpose)
-            self._failures = 0
+                self._note("unreachable", _first_line(exc))
+            except psycopg.ProgrammingError:
+                # a URL psycopg cannot parse: its message quotes the URL, password and all
+                self._note("malformed", "")
+            else:
+                break
+            await self._wait(anyio.sleep, _backoff(self._failures))
         return self._conn
 
-    async def failed(self, exc: BaseException) -> None:
-        """Forget a connection that raised; the next ``get`` reconnects after a backoff."""
-        if not isinstance(exc, CONNECTION_ERRORS):
-            log.error("database error (%s), %s: %s", self._purpose, type(exc).__name__, _first_line(exc))
-        elif self._failures == 0:
-            log.warning("lost the database connection (%s): %s", self._purpose, _first_line(exc))
+    async def _wait(self, wait: Any, *args: Any, **kwargs: Any) -> Any:
+        """``await wait(*args, **kwargs)``, unless ``interrupt`` comes first."""
+        if self._interrupted:
+            raise _Stopped
+        with anyio.CancelScope() as scope:
+            self._waiting = scope
+            try:
+                return await wait(*args, **kwargs)
+            finally:
+                self._waiting = None
+        raise _Stopped
+
+    def _note(self, trouble: str, detail: str) -> None:
+        """Count a failure; log it when this kind of trouble starts, and now and then after."""
         self._failures += 1
-        await self.close()
+        new = trouble != self._trouble
+        self._trouble = trouble
+        if not (new or self._failures == 5 or self._failures % 20 == 0):
+            return
+        purpose = self._purpose
+        if trouble == "unreachable":
+            log.warning("database unreachable (%s): %s; retrying", purpose, detail)
+        elif trouble == "malformed":
+            log.error("the database URL cannot be parsed (%s): fix DATABASE_URL; retrying", purpose)
+        elif trouble == "connection":
+            log.warning("lost the database connection (%s): %s", purpose, detail)
+        elif trouble == "not installed":
+            log.error(
+                "outbox is not installed in this database, or its schema is older than this relay:"
+                " run `outbox migrate` (%s: %s); retrying",
+                purpose,
+                detail,
+            )
+        else:
+            log.error("database error (%s), %s; retrying", purpose, detail)
+
+    async def failed(self, exc: BaseException) -> None:
+        """A statement raised: back off before the next one; forget the connection unless it is
+        still usable (a connection that broke is reconnected)."""
+        trouble = _trouble(exc)
+        detail = _first_line(exc)
+        self._note(trouble, detail if trouble != "error" else f"{type(exc).__name__}: {detail}")
+        self._backoff_due = True
+        conn = self._conn
+        if (
+            trouble == "connection"
+            or conn is None
+            or conn.broken
+            or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        ):
+            await self.close()
+
+    def succeeded(self) -> None:
+        """A statement succeeded: the backoff starts again from the beginning."""
+        if not self._failures:
+            return
+        if self._trouble in ("unreachable", "connection"):
+            log.info("database connection restored (%s)", self._purpose)
+        elif self._trouble == "not installed":
+            log.info("outbox is installed now (%s): working", self._purpose)
+        else:
+            log.info("database statements succeed again (%s)", self._purpose)
+        self._failures = 0
+        self._trouble = None
 
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
                 await conn.close()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether writing results failed because of what they hold (a value the database or psycopg
+    refuses), rather than the database's state (down, outbox missing, a deadlock): only the
+    former is found by splitting the batch."""
+    if isinstance(exc, psycopg.Error):
+        return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+    return True  # turning a value into a parameter failed (TypeError, UnicodeEncodeError, ...)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -190,7 +306,11 @@ class Relay:
         self._sender = sender
         self._pipeline_db = _Database(dsn, "pipeline", settings)
         self._record_db = _Database(dsn, "recorder", settings)
+        self._listen_db = _Database(dsn, "listener", settings)
+        self._housekeeping_db = _Database(dsn, "housekeeping", settings)
         self._stopping = anyio.Event()
+        self._stop_deadline = math.inf  # time.monotonic() by which run() has returned
+        self._unrecorded = 0  # results sent to the recorder and not written yet
         self._wake = anyio.Event()
         self._recorded = anyio.Event()
         self._listening = False
@@ -209,9 +329,32 @@ class Relay:
         return self._stopping.is_set()
 
     def stop(self) -> None:
-        """Stop claiming; in-flight requests get ``shutdown_grace`` seconds, the rest is released."""
+        """Stop claiming; ``run`` returns within ``shutdown_grace`` seconds, whatever the database
+        does: in-flight requests get most of it, then their results are recorded and the rest is
+        released. Waits for the database give up at once (the recorder's at the deadline)."""
+        if self._stopping.is_set():
+            return
+        self._stop_deadline = time.monotonic() + self._settings.shutdown_grace
         self._stopping.set()
         self._wake.set()
+        for database in (self._pipeline_db, self._listen_db, self._housekeeping_db):
+            database.interrupt()
+
+    def _left(self, reserve: float = 0.0) -> float:
+        """Seconds left until the stop deadline, less ``reserve``."""
+        return max(0.0, self._stop_deadline - reserve - time.monotonic())
+
+    async def _enforce_deadline(self, scope: anyio.CancelScope) -> None:
+        """Once stopping, cancel whatever still runs at the stop deadline."""
+        await self._stopping.wait()
+        await anyio.sleep(self._left())
+        log.warning(
+            "stopping: OUTBOX_SHUTDOWN_GRACE (%.1f s) is over; %d result(s) not recorded and"
+            " leases not released (they expire by themselves, and those deliveries are sent again)",
+            self._settings.shutdown_grace,
+            self._unrecorded,
+        )
+        scope.cancel()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         settings = self._settings
@@ -230,20 +373,22 @@ class Relay:
             settings.settle_ms,
         )
         try:
-            async with anyio.create_task_group() as background:
-                await self._register()
-                background.start_soon(self._listen)
-                background.start_soon(self._housekeeping)
-                recorder_done = anyio.Event()
-                background.start_soon(self._record, results_out, recorder_done)
-                task_status.started()
-                async with anyio.create_task_group() as sends, results_in:
-                    await self._pipeline(sends, results_in)
-                    await self._drain(sends)
-                with anyio.move_on_after(max(5.0, settings.shutdown_grace)):
-                    await recorder_done.wait()
-                await self._release()
-                background.cancel_scope.cancel()
+            async with anyio.create_task_group() as shutdown:
+                shutdown.start_soon(self._enforce_deadline, shutdown.cancel_scope)
+                if await self._register():
+                    async with anyio.create_task_group() as background:
+                        background.start_soon(self._listen)
+                        background.start_soon(self._housekeeping)
+                        recorder_done = anyio.Event()
+                        background.start_soon(self._record, results_out, recorder_done)
+                        task_status.started()
+                        async with anyio.create_task_group() as sends, results_in:
+                            await self._pipeline(sends, results_in)
+                            await self._drain(sends)
+                        await recorder_done.wait()  # bounded by the stop deadline
+                        await self._release()
+                        background.cancel_scope.cancel()
+                shutdown.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await sender.aclose()
@@ -254,15 +399,19 @@ class Relay:
     # -- the pipeline ------------------------------------------------------------------------
 
     async def _pipeline(self, sends: TaskGroup, results: MemoryObjectSendStream[Result]) -> None:
+        database = self._pipeline_db
         while not self._stopping.is_set():
             self._wake = anyio.Event()
             try:
-                conn = await self._pipeline_db.get()
+                conn = await database.get()
                 worked = await self._cycle(conn, sends, results)
+                database.succeeded()
                 if not worked:
                     await self._idle(conn)
+            except _Stopped:
+                return
             except DATABASE_ERRORS as exc:
-                await self._pipeline_db.failed(exc)
+                await database.failed(exc)
                 self._due.all_now()
 
     async def _cycle(
@@ -399,6 +548,7 @@ class Relay:
             result = self._judge(delivery, outcome, started_at, logged)
             _log_result(result)
             results.send_nowait(result)
+            self._unrecorded += 1
         finally:
             self._inflight -= 1
             self._busy[delivery.webhook_id] -= 1
@@ -408,16 +558,24 @@ class Relay:
     def _judge(
         self, delivery: Claimed, outcome: Outcome, started_at: datetime, logged: dict[str, str]
     ) -> Result:
+        """What the attempt means for its delivery. Never raises: a decision that fails (a bug,
+        a schedule no one foresaw) costs the attempt, recorded as an internal error, not the relay."""
         schedule = delivery.retry_schedule or self._settings.retry_schedule
-        decision = decide(
-            status=outcome.status,
-            error_class=outcome.error_class,
-            attempts_made=delivery.attempt,
-            schedule=schedule,
-            jitter=self._settings.retry_jitter,
-            rng=self._rng,
-            retry_after=parse_retry_after(outcome.retry_after, started_at),
-        )
+        try:
+            decision = decide(
+                status=outcome.status,
+                error_class=outcome.error_class,
+                attempts_made=delivery.attempt,
+                schedule=schedule,
+                jitter=self._settings.retry_jitter,
+                rng=self._rng,
+                retry_after=parse_retry_after(outcome.retry_after, started_at),
+            )
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.exception("deciding on attempt %d of delivery %d failed", delivery.attempt, delivery.id)
+            error = f"{type(exc).__name__} in the relay deciding the next attempt"
+            failed = Outcome(outcome.status, "internal", error, "", outcome.duration_ms)
+            return Result(delivery, "pending", FALLBACK_DELAY, started_at, failed, logged)
         return Result(
             delivery,
             decision.state,
@@ -429,8 +587,10 @@ class Relay:
         )
 
     async def _drain(self, sends: TaskGroup) -> None:
-        """Give in-flight requests ``shutdown_grace`` seconds, then cancel what is left."""
-        with anyio.move_on_after(self._settings.shutdown_grace):
+        """Give in-flight requests what is left of ``shutdown_grace`` but a reserve for recording
+        and releasing, then cancel what is left."""
+        grace = self._settings.shutdown_grace
+        with anyio.move_on_after(self._left(reserve=min(STOP_RESERVE, grace / 4))):
             while self._inflight:
                 self._wake = anyio.Event()
                 await self._wake.wait()
@@ -455,55 +615,110 @@ class Relay:
                         batch.append(results.receive_nowait())
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
-                await self._write(batch)
-                if any(r.state == "pending" for r in batch):
+                hastened = await self._write(batch)
+                self._unrecorded -= len(batch)
+                if hastened or any(r.state == "pending" for r in batch):
                     self._due.claim = 0.0  # a retry may be due at once
                 self._wake.set()
         done.set()
 
-    async def _write(self, batch: list[Result]) -> None:
-        """Write one batch, retrying through database outages; the results stay in memory meanwhile."""
-        while True:
+    async def _write(self, batch: list[Result]) -> int:
+        """Write one batch; returns how many waiting deliveries became due at once.
+
+        Through database outages the batch is retried with growing backoff (the results stay in
+        memory meanwhile). A batch the database, or psycopg, refuses for what it holds is split
+        until the refused result is alone; that one is recorded as an internal error, so no result,
+        however malformed, holds up the others.
+        """
+        database, hastened = self._record_db, 0
+        parts: list[tuple[list[Result], bool]] = [(batch, False)]  # (results, substituted)
+        while parts:
+            part, substituted = parts.pop()
             try:
-                conn = await self._record_db.get()
-                disabled = await store.record_results(
+                conn = await database.get()
+                recorded = await store.record_results(
                     conn,
-                    batch,
+                    part,
                     relay_id=self.id,
                     disable_after=self._settings.disable_after,
                     disable_after_attempts=self._settings.disable_after_attempts,
                 )
-            except DATABASE_ERRORS as exc:
-                await self._record_db.failed(exc)
+            except Exception as exc:  # noqa: BLE001 - sorted below; cancellation passes
+                if not _refused(exc):
+                    await database.failed(exc)
+                    parts.append((part, substituted))
+                elif len(part) > 1:
+                    half = len(part) // 2
+                    parts += [(part[half:], substituted), (part[:half], substituted)]
+                else:
+                    self._refused(part[0], exc, parts, substituted)
                 continue
-            for webhook in disabled:
+            database.succeeded()
+            hastened += recorded.hastened
+            for webhook in recorded.disabled:
                 log.warning("webhook %d disabled: %s", webhook.webhook_id, webhook.reason)
+        return hastened
+
+    @staticmethod
+    def _refused(
+        result: Result, exc: Exception, parts: list[tuple[list[Result], bool]], substituted: bool
+    ) -> None:
+        """One result the database refused: record it as an internal error instead, or, if even
+        that was refused, leave it (its lease expires and the delivery is sent again)."""
+        reason = f"{type(exc).__name__}: {_first_line(exc)}"[:300]
+        delivery = result.delivery
+        if substituted:
+            log.error(
+                "could not record attempt %d of delivery %d even as an internal error (%s);"
+                " it is sent again once its lease expires",
+                delivery.attempt,
+                delivery.id,
+                reason,
+            )
             return
+        log.error(
+            "the database refused the result of attempt %d of delivery %d (%s);"
+            " recorded as an internal error",
+            delivery.attempt,
+            delivery.id,
+            reason,
+        )
+        parts.append(([unrecordable(result, reason)], True))
 
     # -- presence ----------------------------------------------------------------------------
 
-    async def _register(self) -> None:
+    async def _register(self) -> bool:
+        """Register this relay, waiting for the database as long as it takes; False if the relay
+        was stopped meanwhile."""
+        database = self._pipeline_db
         while True:
             try:
-                await store.register(await self._pipeline_db.get(), self.id)
-                return
+                await store.register(await database.get(), self.id)
+            except _Stopped:
+                return False
             except DATABASE_ERRORS as exc:
-                await self._pipeline_db.failed(exc)
+                await database.failed(exc)
+                continue
+            database.succeeded()
+            return True
 
     async def _listen(self) -> None:
         """LISTEN on channel ``outbox``; every notification wakes the pipeline."""
-        listener = _Database(self._dsn, "listener", self._settings)
+        listener = self._listen_db
         try:
             while True:
                 try:
                     conn = await listener.get()
                     await conn.execute("listen outbox")
+                    listener.succeeded()
                     self._listening = True
                     self._due.all_now()  # catch up on anything committed while not listening
                     self._wake.set()
                     async for _ in conn.notifies():
                         self._due.route = 0.0
                         self._wake.set()
+                except _Stopped:
+                    return
                 except DATABASE_ERRORS as exc:
                     self._listening = False
                     await listener.failed(exc)
@@ -513,7 +728,7 @@ class Relay:
 
     async def _housekeeping(self) -> None:
         """Heartbeats, and retention: every relay prunes a little now and then, in small batches."""
-        housekeeping = _Database(self._dsn, "housekeeping", self._settings)
+        housekeeping = self._housekeeping_db
         settings = self._settings
         interval = min(HEARTBEAT_INTERVAL, settings.poll_interval * 5)
         next_prune = time.monotonic() + self._rng.uniform(0, PRUNE_INTERVAL)
@@ -523,6 +738,7 @@ class Relay:
                 try:
                     conn = await housekeeping.get()
                     await store.heartbeat(conn, self.id)
+                    housekeeping.succeeded()
                     if time.monotonic() >= next_prune:
                         next_prune = time.monotonic() + PRUNE_INTERVAL
                         pruned = await store.prune(
@@ -537,20 +753,31 @@ class Relay:
                                 pruned.deliveries,
                                 pruned.events,
                             )
+                except _Stopped:
+                    return
                 except DATABASE_ERRORS as exc:
                     await housekeeping.failed(exc)
         finally:
             await housekeeping.close()
 
     async def _release(self) -> None:
-        """Hand unfinished deliveries back at once, instead of letting their leases expire."""
-        with anyio.move_on_after(5.0, shield=True):
-            try:
-                conn = await self._pipeline_db.get()
-                await store.release_leases(conn, self.id)
-                await store.unregister(conn, self.id)
-            except DATABASE_ERRORS as exc:
-                log.warning("could not release leases (%s); they expire by themselves", _first_line(exc))
+        """Hand unfinished deliveries back at once, instead of letting their leases expire: on a
+        connection of its own (the pipeline's may have been interrupted), within the stop
+        deadline."""
+        releasing = _Database(self._dsn, "release", self._settings)
+        try:
+            with anyio.move_on_after(self._left()):
+                try:
+                    conn = await releasing.get()
+                    await store.release_leases(conn, self.id)
+                    await store.unregister(conn, self.id)
+                    return
+                except DATABASE_ERRORS as exc:
+                    log.warning("could not release leases (%s); they expire by themselves", _first_line(exc))
+                    return
+            log.warning("could not release leases in time; they expire by themselves")
+        finally:
+            await releasing.close()
 
 
 def _log_result(result: Result) -> None:

@@ -4,19 +4,32 @@ Success is a 2xx. Anything else, a timeout or a connection error schedules the n
 the delay the schedule gives for it, with jitter; ``Retry-After`` on 429/503 lengthens that wait, at
 most to twice the scheduled delay, and never adds attempts. After the last attempt the delivery is
 dead: kept, visible, redeliverable. Some failures cannot get better by waiting and are dead at once.
+
+Every delay is a float within [0, MAX_DELAY] whatever the schedule (floats from settings, integers
+from a webhook's own schedule), the jitter or the receiver's ``Retry-After`` hold: a delay whose
+type or range depended on an input once stopped every result from being recorded.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+# The longest wait between attempts (ten years): now() plus it stays a timestamp PostgreSQL can
+# store, and a schedule step longer than that is a typo.
+MAX_DELAY = 10 * 365 * 86400.0
+
 # Failures that no retry can fix: the request itself is refused by policy.
 PERMANENT_ERRORS = frozenset({"too_large", "blocked", "invalid_url"})
+
+# delta-seconds (RFC 9110): ASCII digits only (str.isdigit() also accepts "²", which float() refuses)
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 State = Literal["pending", "delivered", "dead"]
 
@@ -30,24 +43,39 @@ class Decision:
     disable_reason: str | None = None
 
 
+def seconds(value: float | None) -> float:
+    """A wait as a float within [0, MAX_DELAY]. NaN, and a NULL step of a webhook's own schedule
+    (its constraint lets one through), count as no wait."""
+    if value is None:
+        return 0.0
+    try:
+        wait = float(value)
+    except OverflowError:  # an int beyond any float
+        return MAX_DELAY
+    if math.isnan(wait):
+        return 0.0
+    return min(max(0.0, wait), MAX_DELAY)
+
+
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None; never
+    raises, whatever the receiver sent."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return seconds(float(value) if len(value) < 20 else MAX_DELAY)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:
+            return None
+        return seconds((when - now).total_seconds())
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())
 
 
 def next_delay(
-    schedule: Sequence[float],
+    schedule: Sequence[float | None],
     attempts_made: int,
     jitter: float,
     rng: random.Random,
@@ -56,11 +84,11 @@ def next_delay(
     """Seconds until attempt ``attempts_made + 1``, or None when the schedule has no more."""
     if attempts_made >= len(schedule):
         return None
-    scheduled = schedule[attempts_made]
+    scheduled = seconds(schedule[attempts_made])
     delay = scheduled * (1 + rng.uniform(-jitter, jitter))
-    if retry_after is not None and retry_after > delay:
-        delay = min(retry_after, 2 * scheduled)
-    return max(0.0, delay)
+    if retry_after is not None and seconds(retry_after) > delay:
+        delay = min(seconds(retry_after), 2 * scheduled)
+    return seconds(delay)
 
 
 def decide(
@@ -68,7 +96,7 @@ def decide(
     status: int | None,
     error_class: str | None,
     attempts_made: int,
-    schedule: Sequence[float],
+    schedule: Sequence[float | None],
     jitter: float,
     rng: random.Random,
     retry_after: float | None = None,

@@ -24,7 +24,7 @@ from outbox.sql import query
 from relay import chunks, payloads
 from relay.actions import CHUNKED, Action
 from relay.chunks import Chunk
-from relay.deliveries import Claimed, Result
+from relay.deliveries import INT4_MAX, Claimed, Result, record_of
 from relay.events import Change, Event, group_changes
 from relay.routing import Routed, Webhook, plan
 
@@ -35,6 +35,7 @@ Conn = psycopg.AsyncConnection[DictRow]
 DETACH_WAIT = timedelta(seconds=60)
 # 'route' in ASCII: only one relay groups changes at a time.
 ROUTING_LOCK = 0x726F757465
+LONGEST_DISABLE_AFTER = timedelta(days=36500)
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
 CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
 # Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
@@ -461,6 +462,15 @@ class Disabled:
     reason: str
 
 
+@dataclass(frozen=True)
+class Recorded:
+    """What recording a batch did besides logging its attempts."""
+
+    disabled: list[Disabled]
+    # deliveries made due at once because their webhook answered 2xx again
+    hastened: int = 0
+
+
 async def record_results(
     conn: Conn,
     results: Sequence[Result],
@@ -468,17 +478,27 @@ async def record_results(
     relay_id: UUID,
     disable_after: timedelta,
     disable_after_attempts: int,
-) -> list[Disabled]:
-    """Write a batch of attempts, the delivery states, webhook health; disable webhooks that asked
-    for it (410) or have failed for too long. Returns the webhooks disabled."""
+) -> Recorded:
+    """Write a batch of attempts, the delivery states, webhook health; make the waiting retries
+    of a webhook that answers 2xx again due at once; disable webhooks that asked for it (410) or
+    have failed for too long. Every value passes through ``deliveries.record_of`` first."""
+    records = [record_of(r) for r in results]
+    # Settings reach SQL too: now() minus the largest timedelta is no timestamp, and no webhook has
+    # failed for longer than a century (nor more often than an integer counts).
+    disable_after = min(disable_after, LONGEST_DISABLE_AFTER)
+    disable_after_attempts = min(disable_after_attempts, INT4_MAX)
     health: dict[int, tuple[bool, int]] = {}
-    for result in results:
-        succeeded, failures = health.get(result.delivery.webhook_id, (False, 0))
-        if result.outcome.ok:
-            health[result.delivery.webhook_id] = (True, 0)
+    recovered: set[int] = set()  # a success after failures within this batch
+    for record in records:
+        succeeded, failures = health.get(record.webhook_id, (False, 0))
+        if record.state == "delivered":  # only a 2xx delivers
+            if failures:
+                recovered.add(record.webhook_id)
+            health[record.webhook_id] = (True, 0)
         else:
-            health[result.delivery.webhook_id] = (succeeded, failures + 1)
-    to_disable = {r.delivery.webhook_id: r.disable_reason for r in results if r.disable_reason}
+            health[record.webhook_id] = (succeeded, failures + 1)
+    to_disable = {r.webhook_id: r.disable_reason for r in records if r.disable_reason}
+    back = [webhook for webhook, (succeeded, _) in health.items() if succeeded]
     # Not durable: a result lost in a database crash means that delivery is sent again, with the
     # same webhook-id (at least once).
     async with transaction(conn, durable=False):
@@ -486,19 +506,29 @@ async def record_results(
             query("record_attempts"),
             {
                 "relay_id": relay_id,
-                "delivery_ids": [r.delivery.id for r in results],
-                "attempts": [r.delivery.attempt for r in results],
-                "states": [r.state for r in results],
-                "delays": [r.delay for r in results],
-                "started_at": [r.started_at for r in results],
-                "durations": [r.outcome.duration_ms for r in results],
-                "statuses": [r.outcome.status for r in results],
-                "error_classes": [r.outcome.error_class for r in results],
-                "errors": [r.outcome.error for r in results],
-                "bodies": [r.outcome.response_body.replace("\x00", "") for r in results],
-                "headers": [orjson.dumps(r.logged_headers).decode() for r in results],
+                "delivery_ids": [r.delivery_id for r in records],
+                "attempts": [r.attempt for r in records],
+                "states": [r.state for r in records],
+                "delays": [r.delay for r in records],
+                "started_at": [r.started_at for r in records],
+                "durations": [r.duration_ms for r in records],
+                "statuses": [r.status for r in records],
+                "error_classes": [r.error_class for r in records],
+                "errors": [r.error for r in records],
+                "bodies": [r.response_body for r in records],
+                "headers": [r.request_headers for r in records],
             },
         )
+        hastened = None
+        if back:  # before record_health, which forgets the failures
+            hastened = await conn.execute(
+                query("hasten_retries"),
+                {
+                    "webhook_ids": back,
+                    "recovered": sorted(recovered),
+                    "delivery_ids": [r.delivery_id for r in records],
+                },
+            )
         await conn.execute(
             query("record_health"),
             {
@@ -527,7 +557,10 @@ async def record_results(
                     },
                 )
             ).fetchall()
-    return [Disabled(row["id"], row["disabled_reason"]) for row in disabled]
+    return Recorded(
+        [Disabled(row["id"], row["disabled_reason"]) for row in disabled],
+        max(0, hastened.rowcount) if hastened is not None else 0,
+    )
 
 
 async def release_leases(conn: Conn, relay_id: UUID) -> None:

@@ -398,6 +398,31 @@ select r.delivery_id, r.attempt, %(relay_id)s, r.started_at, r.duration_ms, r.st
 from r
 join outbox.delivery d on d.id = r.delivery_id;
 
+-- name: hasten_retries
+-- A webhook that answers 2xx again (webhook_ids) after failing: its deliveries waiting for a
+-- retry because the receiver was unreachable or unavailable become due now, instead of each
+-- waiting out its backoff step; the claim still holds them to max_concurrency and rate_limit.
+-- Failures that name the payload (other 4xx, 500) keep their schedule, so a payload the receiver
+-- rejects is not retried at the pace of the others' successes. Runs before record_health: a
+-- webhook failed before if its health still counts failures, or `recovered` says this batch had
+-- a failure before its success. The batch's own deliveries were just decided and keep their times.
+with back as (
+    select v.id
+    from unnest(%(webhook_ids)b::integer[]) as v(id)
+    where v.id = any(%(recovered)b::integer[])
+       or exists (select 1 from outbox.webhook_health h
+                  where h.webhook_id = v.id and h.consecutive_failures > 0)
+)
+update outbox.delivery d
+set next_attempt_at = now()
+from back
+where d.webhook_id = back.id
+  and d.state = 'pending'
+  and d.attempts > 0
+  and d.next_attempt_at > now()
+  and (d.last_status is null or d.last_status in (408, 429, 502, 503, 504))
+  and d.id <> all(%(delivery_ids)b::bigint[]);
+
 -- name: record_health
 -- Per webhook: whether the batch had a success, and the failures after the last success.
 insert into outbox.webhook_health as h

@@ -6,9 +6,11 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outbox.config import DEFAULT_RETRY_SCHEDULE, parse_duration, parse_schedule
-from relay.schedule import decide, next_delay, parse_retry_after
+from relay.schedule import MAX_DELAY, decide, next_delay, parse_retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -94,3 +96,78 @@ def test_durations_and_schedules_parse_the_documented_forms():
 
 def test_a_url_the_client_cannot_use_is_dead_at_once():
     assert judge(error_class="invalid_url").state == "dead"
+
+
+# -- issue 9 item 1: a delay's type and range never depend on the inputs ------------------------
+
+schedules = st.lists(
+    st.none()  # a NULL in a webhook's integer[] schedule
+    | st.integers(min_value=0, max_value=2**31 - 1)
+    | st.floats(min_value=0, max_value=1e15)
+    | st.sampled_from([float("inf"), float("nan"), 1e300]),
+    min_size=1,
+    max_size=10,
+)
+retry_afters = st.none() | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70)
+http_dates = st.datetimes(timezones=st.just(UTC)).map(
+    lambda d: d.strftime("%a, %d %b %Y %H:%M:%S GMT")
+) | st.sampled_from(
+    ["Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT", "Sun, 06 Nov 1994 08:49:37 GMT"]
+)
+headers = (
+    st.none()
+    | st.text()
+    | st.text(st.characters(exclude_categories=()))
+    | st.integers(min_value=0).map(str)
+    | st.sampled_from(["9" * 400, "²", "١٢", " 7 ", "-5", "1e9", "7.5", "0x10", "\x00"])
+    | http_dates
+)
+
+
+@given(
+    schedule=schedules,
+    attempts_made=st.integers(min_value=0, max_value=12),
+    jitter=st.floats(min_value=0, max_value=0.999),
+    seed=st.integers(),
+    retry_after=retry_afters,
+    status=st.sampled_from([None, 200, 410, 429, 500, 503]),
+)
+def test_every_delay_is_a_finite_float_within_bounds(
+    schedule, attempts_made, jitter, seed, retry_after, status
+):
+    """Issue 9 item 1: an int delay (Retry-After on an integer schedule) beside float ones made
+    psycopg refuse the batch; now every delay is a float in [0, MAX_DELAY], whatever comes in."""
+    decision = decide(
+        status=status,
+        error_class=None if status == 200 else "http_status",
+        attempts_made=attempts_made,
+        schedule=schedule,
+        jitter=jitter,
+        rng=random.Random(seed),
+        retry_after=retry_after,
+    )
+    if decision.state == "pending":
+        assert type(decision.delay) is float
+        assert 0.0 <= decision.delay <= MAX_DELAY
+    else:
+        assert decision.delay is None
+
+
+@given(header=headers, now=st.datetimes(timezones=st.just(UTC)))
+def test_retry_after_of_anything_is_none_or_a_finite_float(header, now):
+    """Issue 9 item 1: garbage, huge numbers and dates far away never raise, never give inf."""
+    seconds = parse_retry_after(header, now)
+    assert seconds is None or (type(seconds) is float and 0.0 <= seconds <= MAX_DELAY)
+
+
+def test_retry_after_on_an_integer_schedule_is_a_float():
+    """Issue 9 item 1: the case that stopped the recorder (``retry_schedule = '{0,3,3}'``)."""
+    delay = next_delay([0, 3, 3], 1, 0.0, random.Random(1), retry_after=7.0)
+    assert delay == 6.0 and type(delay) is float
+    assert parse_retry_after("²", NOW) is None  # str.isdigit() says yes, float() says no
+
+
+def test_a_null_step_of_a_webhook_schedule_counts_as_no_wait():
+    """Issue 9 item 1: ``retry_schedule = '{0,NULL}'`` passes the webhook's constraint; the delay
+    computed from it raised and took the relay down."""
+    assert next_delay([0, None], 1, 0.2, random.Random(1)) == 0.0
