@@ -158,19 +158,6 @@ def _root(
     """Postgres-native webhooks for Label Studio."""
 
 
-def _require_installed(url: str) -> None:
-    """Refuse a database where outbox was never migrated, when it answers; one that does not
-    answer yet is waited for by the relay."""
-    try:
-        conn = _connect(url)
-    except psycopg.OperationalError:
-        return
-    with conn:
-        applied = migrations.applied_checksums(conn)
-    if not any(m.kind == "versioned" and m.name in applied for m in migrations.load()):
-        raise CliError(NOT_INSTALLED)
-
-
 @app.command()
 def migrate(
     print_sql: Annotated[
@@ -184,6 +171,7 @@ def migrate(
 ) -> None:
     """Install or upgrade outbox's schema and triggers in the Label Studio database."""
     settings = _settings()
+    _setup_logging(settings)  # says what it waits for, when Label Studio holds a table's lock
     if print_sql and all_migrations:
         typer.echo(migrations.script(migrations.load()), nl=False)
         return
@@ -210,7 +198,9 @@ def uninstall(
     ] = False,
 ) -> None:
     """Remove every trigger and function outbox attached to Label Studio's tables."""
-    url = _database_url(_settings())
+    settings = _settings()
+    _setup_logging(settings)  # says what it waits for, when Label Studio holds a table's lock
+    url = _database_url(settings)
     with _connect(url) as conn:
         migrations.uninstall(conn, drop_data=drop_data)
     typer.echo("outbox uninstalled" + (" and its data dropped" if drop_data else "; schema outbox kept"))
@@ -261,9 +251,9 @@ def relay_command(
     """Deliver webhooks: LISTEN, poll, route, build, send, record. Stops on SIGTERM/SIGINT."""
     settings = _settings(poll_interval=poll_interval, concurrency=concurrency, settle_ms=settle_ms)
     _setup_logging(settings)
-    url = _database_url(settings)
-    _require_installed(url)
-    _run_relay(url, settings)
+    # A database without outbox yet is waited for (the relay says so once, and starts once it is
+    # migrated): services are often started before, or beside, the migration.
+    _run_relay(_database_url(settings), settings)
 
 
 @app.command()

@@ -57,10 +57,13 @@ def install(level: str, redact: Redactor, *, stream: TextIO | None = None) -> lo
     root.addHandler(handler)
     root.setLevel(level)
     # uvicorn's loggers may have been given handlers of their own by an earlier configuration.
+    # (a dictConfig run before, uvicorn's own included, may also have disabled them or set a level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        logger.disabled = False
+        logger.setLevel(logging.NOTSET)
 
     def excepthook(kind: type[BaseException], value: BaseException, tb: object) -> None:
         logging.getLogger("outbox").critical("unexpected error", exc_info=(kind, value, tb))  # type: ignore[arg-type]

@@ -298,9 +298,10 @@ def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
     if not chunks.too_large(chunk, max_bytes):
         return None
     row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
     return (
-        f"the body would take about {chunk.bytes / 1048576:.1f} MiB{row}, over "
-        f"OUTBOX_MAX_BODY_BYTES ({max_bytes / 1048576:.1f} MiB): not built, not sent"
+        f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
+        "not built, not sent"
     )
 
 

@@ -110,6 +110,9 @@ _CHECK_FIELDS = (
     ("webhook header", "headers"),
     ("webhook actions", "actions"),
     ("webhook secret", "secret"),
+    # the webhook_scope trigger (sql/0002_webhook_scope.sql)
+    ("webhook organization", "organization"),
+    ("webhook project", "project"),
     ("webhook_max_concurrency", "max_concurrency"),
     ("webhook_rate_limit", "rate_limit"),
     ("webhook_timeout", "timeout"),

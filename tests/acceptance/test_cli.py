@@ -55,6 +55,12 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "0001_schema.sql",
         "(versioned)",
         "pending",
+        "0002_webhook_scope.sql",
+        "(versioned)",
+        "pending",
+        "0003_payload_chunks.sql",
+        "(versioned)",
+        "pending",
         "capture.sql",
         "(repeatable)",
     ]
@@ -64,12 +70,12 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
     )
     applied = outbox("migrate", env=env)
-    assert applied.returncode == 0 and "2 migration(s) applied" in applied.stdout
+    assert applied.returncode == 0 and "4 migration(s) applied" in applied.stdout
     assert outbox("migrate", env=env).stdout.strip() == "outbox is up to date"
     assert "begin;" not in outbox("migrate", "--print", env=env).stdout
     removed = outbox("uninstall", env=env)
     assert removed.returncode == 0 and "schema outbox kept" in removed.stdout
-    assert outbox("migrate", "--status", env=env).stdout.split()[3] == "pending"
+    assert outbox("migrate", "--status", env=env).stdout.split()[-3:] == ["pending", "capture.sql", "(repeatable)"]
 
 
 def test_a_database_without_label_studio_is_refused_with_the_tables_named(fresh_database):

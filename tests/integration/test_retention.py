@@ -38,6 +38,7 @@ def make_delivery(conn, *, state: str, age_days: float, event_age_days: float | 
 
 
 async def test_prune_keeps_recent_pending_and_young_dead_deliveries(conn, database_url):
+    lsdb.organization(conn)  # a webhook's organization must exist
     lsdb.webhook(conn, "http://127.0.0.1:9/")
     old_delivered = [make_delivery(conn, state="delivered", age_days=8) for _ in range(5)]
     recent = make_delivery(conn, state="delivered", age_days=1)
