@@ -41,8 +41,12 @@ CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
 # Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
 SIZED = CHUNKED | {Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED, Action.PROJECT_CREATED,
                    Action.PROJECT_UPDATED}  # fmt: skip
-# Bodies built in one step are fetched and encoded together: at most this many bytes of them.
-BUILD_BYTES = 64 * 1024 * 1024
+# Bodies built in one step are fetched and encoded together: at most this many bytes of them
+# (one body of the default OUTBOX_MAX_BODY_BYTES), so that a cycle of the pipeline stays short and
+# the relay's memory bounded while a huge import is built. Bodies at least LARGE_BODY are built
+# after the smaller ones due with them.
+BUILD_BYTES = 16 * 1024 * 1024
+LARGE_BODY = 1024 * 1024
 # With no settle delay, bodies are built while routing, up to this many bytes (the rest waits for
 # the build step, so a huge import never holds up routing the events behind it).
 IMMEDIATE_BUILD_BYTES = 8 * 1024 * 1024
@@ -317,11 +321,13 @@ class _Pending:
 
 
 async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int, bool]:
-    """Build the bodies of payloads whose settle delay has passed, at most ``max_rows`` rows' and
-    ``BUILD_BYTES`` bytes' worth (a 100,000-task import is built a chunk per call, in bounded
-    memory and without holding up the rest). Returns how many were built and whether more are
-    ready."""
-    rows = await (await conn.execute(query("claim_payloads"), {"limit": limit})).fetchall()
+    """Build the bodies of payloads whose settle delay has passed, small ones first, at most
+    ``max_rows`` rows' and ``BUILD_BYTES`` bytes' worth (a 100,000-task import is built a chunk per
+    call, in bounded memory and without holding up the rest). Returns how many were built and
+    whether more are ready."""
+    rows = await (
+        await conn.execute(query("claim_payloads"), {"limit": limit, "large": LARGE_BODY})
+    ).fetchall()
     pending = [
         _Pending(
             r["event_id"], r["chunk"], r["action"], r["project_id"], tuple(r["row_ids"]), r["size_estimate"]

@@ -213,12 +213,14 @@ from public.project p
 where p.id = any(%(project_ids)s);
 
 -- name: claim_payloads
+-- Payloads due to be built, small ones first: an annotation committed after a 1 GB import is built
+-- in the next cycle, not after the import's bodies (those are built %(large)s bytes a cycle).
 select p.event_id, p.chunk, e.action, e.project_id, p.size_estimate,
        e.row_ids[p.row_start + 1 : p.row_end] as row_ids
 from outbox.payload p
 join outbox.event e on e.id = p.event_id
 where p.built_at is null and p.ready_at <= now()
-order by p.ready_at, p.event_id, p.chunk
+order by coalesce(p.size_estimate, 0) >= %(large)s, p.ready_at, p.event_id, p.chunk
 limit %(limit)s
 for update of p skip locked;
 
