@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -134,16 +135,30 @@ class RelayProcess:
             row = conn.execute("select id::text from outbox.relay where pid = %s", (self.pid,)).fetchone()
         return None if row is None else row["id"]
 
-    async def registered(self, timeout: float = 15.0) -> str:
-        """Wait until the relay has registered itself in outbox.relay; returns its id."""
+    async def _until(self, found: Callable[[], Any], what: str, timeout: float) -> Any:
+        """Poll ``found()`` until it is truthy (returned); AssertionError if the relay exits first
+        or after ``timeout``."""
         deadline = time.monotonic() + timeout
-        while (relay_id := self.relay_id()) is None:
+        while not (value := found()):
             if self.proc.poll() is not None:
                 raise AssertionError(f"relay exited with {self.proc.returncode}:\n{self.output()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"relay did not register within {timeout}s:\n{self.output()}")
+                raise AssertionError(f"relay {what} within {timeout}s:\n{self.output()}")
             await anyio.sleep(0.05)
-        return relay_id
+        return value
+
+    async def registered(self, timeout: float = 15.0) -> str:
+        """Wait until the relay has registered itself in outbox.relay; returns its id."""
+        return str(await self._until(self.relay_id, "did not register", timeout))
+
+    async def logged(self, pattern: str, timeout: float = 20.0) -> str:
+        """Wait until the relay's log matches the regular expression ``pattern``; its log so far."""
+
+        def found() -> str | None:
+            log = self.output(tail=None)
+            return log if re.search(pattern, log) else None
+
+        return str(await self._until(found, f"never logged {pattern!r}", timeout))
 
     def signal(self, signum: signal.Signals) -> None:
         if self.proc.poll() is None:

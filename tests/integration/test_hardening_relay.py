@@ -357,18 +357,6 @@ async def test_settings_at_their_extremes_do_not_stop_recording(
 # -- item 6: one signal stops the relay, whatever the database does --------------------------
 
 
-async def until_logged(relay: RelayProcess, pattern: str, timeout: float = 20.0) -> str:
-    """Wait until the relay's log matches ``pattern``; its log so far."""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, log := relay.output(tail=None)):
-        if relay.proc.poll() is not None:
-            raise AssertionError(f"relay exited with {relay.proc.returncode}:\n{relay.output()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"relay never logged {pattern!r} within {timeout}s:\n{relay.output()}")
-        await anyio.sleep(0.05)
-    return log
-
-
 async def stop_and_time(relay: RelayProcess) -> float:
     """SIGTERM once; seconds until the process exited (fails if it is still alive after 15 s)."""
     relay.signal(signal.SIGTERM)
@@ -419,7 +407,7 @@ async def test_one_sigterm_stops_a_relay_that_cannot_use_its_database(unusable_u
     within OUTBOX_SHUTDOWN_GRACE (2 s here). Passwords never reach the log."""
     url, said = unusable_url
     relay = spawn_relay(url)
-    await until_logged(relay, re.escape(said))
+    await relay.logged(re.escape(said))
     took = await stop_and_time(relay)
     log = relay.output(tail=None)
     print(f"\n{said!r}: stopped {took:.2f} s after SIGTERM")
@@ -447,7 +435,7 @@ async def test_one_sigterm_stops_a_relay_whose_database_went_away(own_postgres, 
                 timeout=20,
             )
         await anyio.to_thread.run_sync(own_postgres.stop)
-        await until_logged(relay, "lost the database connection")
+        await relay.logged("lost the database connection")
         took = await stop_and_time(relay)
     print(f"\ndatabase gone: stopped {took:.2f} s after SIGTERM")
     assert took < 2 + 5
@@ -463,7 +451,7 @@ async def test_a_database_without_outbox_is_named_once_and_the_relay_starts_once
     lines a second, alternating an error and a misleading "connection restored". It now says once
     that outbox is not installed, backs off, and starts working by itself once migrated."""
     relay = spawn_relay(ls_database_url)
-    await until_logged(relay, "outbox is not installed")
+    await relay.logged("outbox is not installed")
     # what it logs over a few seconds of waiting (an observation window, not synchronisation)
     await anyio.sleep(3)
     waiting = relay.output(tail=None)
