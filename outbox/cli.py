@@ -217,7 +217,7 @@ def _has_uvloop() -> bool:
 def _run_relay(url: str, settings: Settings) -> None:
     from relay.relay import Relay
 
-    relay = Relay(url, settings)
+    relay = Relay(url, settings.relay_config())
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:

@@ -16,6 +16,9 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from outbox import __version__
+from relay.config import RelayConfig
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
@@ -86,6 +89,11 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=1, le=65535)
     max_webhooks_per_organization: int = Field(default=100, ge=1, le=100_000)
     log_level: str = "INFO"
+
+    def relay_config(self) -> RelayConfig:
+        """What a relay runs with: these settings' values, and outbox's version."""
+        fields = {name: getattr(self, name) for name in RelayConfig.__dataclass_fields__ if name != "version"}
+        return RelayConfig(version=__version__, **fields)
 
     @field_validator("log_level")
     @classmethod

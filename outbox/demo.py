@@ -223,7 +223,7 @@ async def _session(settings: Settings, url: str, tasks: int, console: Console) -
                     (f"{receiver.url}/project-1", secret, "project 1 only, signed"),
                 )
 
-            relay = Relay(url, relay_settings)
+            relay = Relay(url, relay_settings.relay_config())
             await tg.start(relay.run)
             expected = 0
             steps = _steps(tasks, settings.webhook_batch_size, subscribe_project)

@@ -19,10 +19,36 @@ from uuid import UUID
 import orjson
 
 from relay.schedule import MAX_DELAY, State
-from relay.sender import RESPONSE_BODY_LIMIT, Outcome
 from relay.signing import signature_header
 
 MASK = "***"
+# the first bytes of a response body kept in the attempt log
+RESPONSE_BODY_LIMIT = 4096
+
+
+@dataclass(frozen=True)
+class Request:
+    """One POST a sender makes."""
+
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None
+    # None on success; otherwise what kind of failure (see docs/delivery.md)
+    error_class: str | None
+    error: str | None
+    response_body: str
+    duration_ms: float
+    retry_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_class is None
 
 
 @dataclass(frozen=True)

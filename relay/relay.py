@@ -24,18 +24,25 @@ import psycopg
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from outbox import __version__, db
-from outbox.config import Settings
+from outbox import db
 from relay import store
-from relay.deliveries import FALLBACK_DELAY, Claimed, Result, request_headers, unrecordable
+from relay.config import RelayConfig
+from relay.deliveries import (
+    FALLBACK_DELAY,
+    Claimed,
+    Outcome,
+    Request,
+    Result,
+    request_headers,
+    unrecordable,
+)
 from relay.payloads import action_only
 from relay.schedule import decide, parse_retry_after
-from relay.sender import AiohttpSender, Outcome, Request, Sender
+from relay.sender import AiohttpSender, Sender
 from relay.urls import AddressPolicy, redact_url
 
 log = logging.getLogger("outbox.relay")
 
-USER_AGENT = f"outbox/{__version__}"
 # Connection trouble (a restart, a network cut) and anything else the database refuses: the relay
 # logs it, reconnects with backoff and carries on; it never exits for them.
 CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -94,10 +101,10 @@ class _Database:
     (``_Stopped``), for a relay that is stopping.
     """
 
-    def __init__(self, dsn: str, purpose: str, settings: Settings) -> None:
+    def __init__(self, dsn: str, purpose: str, config: RelayConfig) -> None:
         self._dsn = dsn
         self._purpose = purpose
-        self._settings = settings
+        self._config = config
         self._conn: store.Conn | None = None
         self._failures = 0
         self._trouble: str | None = None
@@ -124,7 +131,7 @@ class _Database:
                     self._dsn,
                     autocommit=True,
                     application_name=f"outbox-relay-{self._purpose}",
-                    connect_timeout=self._settings.connect_timeout,
+                    connect_timeout=self._config.connect_timeout,
                 )
             except CONNECTION_ERRORS as exc:
                 self._note("unreachable", _first_line(exc))
@@ -295,19 +302,19 @@ class Relay:
     def __init__(
         self,
         dsn: str,
-        settings: Settings,
+        config: RelayConfig,
         *,
         relay_id: UUID | None = None,
         sender: Sender | None = None,
     ) -> None:
         self.id = relay_id or uuid4()
         self._dsn = dsn
-        self._settings = settings
+        self._config = config
         self._sender = sender
-        self._pipeline_db = _Database(dsn, "pipeline", settings)
-        self._record_db = _Database(dsn, "recorder", settings)
-        self._listen_db = _Database(dsn, "listener", settings)
-        self._housekeeping_db = _Database(dsn, "housekeeping", settings)
+        self._pipeline_db = _Database(dsn, "pipeline", config)
+        self._record_db = _Database(dsn, "recorder", config)
+        self._listen_db = _Database(dsn, "listener", config)
+        self._housekeeping_db = _Database(dsn, "housekeeping", config)
         self._stopping = anyio.Event()
         self._stop_deadline = math.inf  # time.monotonic() by which run() has returned
         self._unrecorded = 0  # results sent to the recorder and not written yet
@@ -322,7 +329,7 @@ class Relay:
         self._rng = random.Random()
         self._due = _Due()
         self._writes = _WriteRate()
-        self._claim_batch = max(1, settings.concurrency // 4)
+        self._claim_batch = max(1, config.concurrency // 4)
 
     @property
     def stopping(self) -> bool:
@@ -334,7 +341,7 @@ class Relay:
         released. Waits for the database give up at once (the recorder's at the deadline)."""
         if self._stopping.is_set():
             return
-        self._stop_deadline = time.monotonic() + self._settings.shutdown_grace
+        self._stop_deadline = time.monotonic() + self._config.shutdown_grace
         self._stopping.set()
         self._wake.set()
         for database in (self._pipeline_db, self._listen_db, self._housekeeping_db):
@@ -351,26 +358,26 @@ class Relay:
         log.warning(
             "stopping: OUTBOX_SHUTDOWN_GRACE (%.1f s) is over; %d result(s) not recorded and"
             " leases not released (they expire by themselves, and those deliveries are sent again)",
-            self._settings.shutdown_grace,
+            self._config.shutdown_grace,
             self._unrecorded,
         )
         scope.cancel()
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        settings = self._settings
+        config = self._config
         sender = self._sender = self._sender or AiohttpSender(
-            concurrency=settings.concurrency,
-            connect_timeout=settings.connect_timeout,
-            max_body_bytes=settings.max_body_bytes,
-            policy=AddressPolicy(settings.block_private_networks, settings.https_only),
+            concurrency=config.concurrency,
+            connect_timeout=config.connect_timeout,
+            max_body_bytes=config.max_body_bytes,
+            policy=AddressPolicy(config.block_private_networks, config.https_only),
         )
         results_in, results_out = anyio.create_memory_object_stream[Result](math.inf)
         log.info(
             "relay %s starting (concurrency %d, poll every %.1fs, settle %d ms)",
             self.id,
-            settings.concurrency,
-            settings.poll_interval,
-            settings.settle_ms,
+            config.concurrency,
+            config.poll_interval,
+            config.settle_ms,
         )
         try:
             async with anyio.create_task_group() as shutdown:
@@ -420,9 +427,9 @@ class Relay:
         """One transaction over the steps that are due: route, build, claim. True when one found
         work. One transaction, because a new event with no settle delay is then sent after one
         commit instead of three."""
-        settings = self._settings
+        config = self._config
         due, now = self._due, time.monotonic()
-        free = settings.concurrency - self._inflight
+        free = config.concurrency - self._inflight
         # Claim in batches: one freed place at a time would cost a claim per delivery.
         claiming = free >= self._claim_batch or (free > 0 and not self._inflight)
         if now < min(due.route, due.build, due.claim if claiming else math.inf):
@@ -435,28 +442,28 @@ class Relay:
                     conn,
                     relay_id=self.id,
                     limit=ROUTE_LIMIT,
-                    batch_size=settings.webhook_batch_size,
-                    settle=timedelta(milliseconds=settings.settle_ms),
+                    batch_size=config.webhook_batch_size,
+                    settle=timedelta(milliseconds=config.settle_ms),
                     clear_waiting=self._waiting,
-                    max_bytes=settings.max_body_bytes,
+                    max_bytes=config.max_body_bytes,
                     # no settle delay: build while routing, one statement and round trip fewer
-                    build_rows=settings.webhook_batch_size if settings.settle_ms == 0 else 0,
+                    build_rows=config.webhook_batch_size if config.settle_ms == 0 else 0,
                 )
                 for key, body in report.bodies.items():
                     self._bodies.put(key, body)
                 # More changes may be queued behind a full batch; otherwise next poll or NOTIFY.
-                due.route = now if report.changes else now + settings.poll_interval
+                due.route = now if report.changes else now + config.poll_interval
                 self._writes.add(report.changes, now)
                 if report.changes:
                     self._waiting = False
                     if report.events:
-                        due.ready(now + settings.settle_ms / 1000, build=report.unbuilt)
+                        due.ready(now + config.settle_ms / 1000, build=report.unbuilt)
                     worked = True
             if now >= due.build:
                 built, more = await store.build_payloads(
-                    conn, limit=BUILD_LIMIT, max_rows=settings.webhook_batch_size
+                    conn, limit=BUILD_LIMIT, max_rows=config.webhook_batch_size
                 )
-                due.build = now if more else due.next_ready(now, settings.poll_interval)
+                due.build = now if more else due.next_ready(now, config.poll_interval)
                 if built:
                     due.claim = now
                     worked = True
@@ -465,13 +472,13 @@ class Relay:
                     conn,
                     relay_id=self.id,
                     limit=free,
-                    timeout=settings.webhook_timeout,
+                    timeout=config.webhook_timeout,
                     lease_margin=LEASE_MARGIN,
                     cached=self._bodies,
                     busy=self._busy,
                 )
                 due.claim = (
-                    now if len(claim.deliveries) == free else due.next_ready(now, settings.poll_interval)
+                    now if len(claim.deliveries) == free else due.next_ready(now, config.poll_interval)
                 )
             if not claim.deliveries:
                 await store.without_flush(conn)  # nothing will be sent on the strength of it
@@ -499,7 +506,7 @@ class Relay:
         """
         due, now = self._due, time.monotonic()
         timeout = max(0.0, min(due.route, due.build, due.claim) - now)
-        capacity_bound = self._settings.concurrency - self._inflight < self._claim_batch
+        capacity_bound = self._config.concurrency - self._inflight < self._claim_batch
         if self._writes.busy(now):
             # Label Studio is writing hard: poll briefly rather than make every commit NOTIFY
             due.route = min(due.route, now + BUSY_POLL)
@@ -538,8 +545,8 @@ class Relay:
             else:
                 sender = self._sender
                 assert sender is not None
-                headers, logged = request_headers(delivery, body, int(time.time()), USER_AGENT)
-                timeout = delivery.timeout or self._settings.webhook_timeout
+                headers, logged = request_headers(delivery, body, int(time.time()), self._config.user_agent)
+                timeout = delivery.timeout or self._config.webhook_timeout
                 try:
                     outcome = await sender.send(Request(delivery.url, body, headers, timeout))
                 except Exception as exc:  # a bug must cost one attempt, not the relay
@@ -560,14 +567,14 @@ class Relay:
     ) -> Result:
         """What the attempt means for its delivery. Never raises: a decision that fails (a bug,
         a schedule no one foresaw) costs the attempt, recorded as an internal error, not the relay."""
-        schedule = delivery.retry_schedule or self._settings.retry_schedule
+        schedule = delivery.retry_schedule or self._config.retry_schedule
         try:
             decision = decide(
                 status=outcome.status,
                 error_class=outcome.error_class,
                 attempts_made=delivery.attempt,
                 schedule=schedule,
-                jitter=self._settings.retry_jitter,
+                jitter=self._config.retry_jitter,
                 rng=self._rng,
                 retry_after=parse_retry_after(outcome.retry_after, started_at),
             )
@@ -589,7 +596,7 @@ class Relay:
     async def _drain(self, sends: TaskGroup) -> None:
         """Give in-flight requests what is left of ``shutdown_grace`` but a reserve for recording
         and releasing, then cancel what is left."""
-        grace = self._settings.shutdown_grace
+        grace = self._config.shutdown_grace
         with anyio.move_on_after(self._left(reserve=min(STOP_RESERVE, grace / 4))):
             while self._inflight:
                 self._wake = anyio.Event()
@@ -640,8 +647,8 @@ class Relay:
                     conn,
                     part,
                     relay_id=self.id,
-                    disable_after=self._settings.disable_after,
-                    disable_after_attempts=self._settings.disable_after_attempts,
+                    disable_after=self._config.disable_after,
+                    disable_after_attempts=self._config.disable_after_attempts,
                 )
             except Exception as exc:  # noqa: BLE001 - sorted below; cancellation passes
                 if not _refused(exc):
@@ -693,7 +700,7 @@ class Relay:
         database = self._pipeline_db
         while True:
             try:
-                await store.register(await database.get(), self.id)
+                await store.register(await database.get(), self.id, self._config.version)
             except _Stopped:
                 return False
             except DATABASE_ERRORS as exc:
@@ -729,8 +736,8 @@ class Relay:
     async def _housekeeping(self) -> None:
         """Heartbeats, and retention: every relay prunes a little now and then, in small batches."""
         housekeeping = self._housekeeping_db
-        settings = self._settings
-        interval = min(HEARTBEAT_INTERVAL, settings.poll_interval * 5)
+        config = self._config
+        interval = min(HEARTBEAT_INTERVAL, config.poll_interval * 5)
         next_prune = time.monotonic() + self._rng.uniform(0, PRUNE_INTERVAL)
         try:
             while True:
@@ -743,8 +750,8 @@ class Relay:
                         next_prune = time.monotonic() + PRUNE_INTERVAL
                         pruned = await store.prune(
                             conn,
-                            retention=settings.retention,
-                            dead_retention=settings.dead_retention,
+                            retention=config.retention,
+                            dead_retention=config.dead_retention,
                             max_batches=20,
                         )
                         if pruned.deliveries or pruned.events:
@@ -764,7 +771,7 @@ class Relay:
         """Hand unfinished deliveries back at once, instead of letting their leases expire: on a
         connection of its own (the pipeline's may have been interrupted), within the stop
         deadline."""
-        releasing = _Database(self._dsn, "release", self._settings)
+        releasing = _Database(self._dsn, "release", self._config)
         try:
             with anyio.move_on_after(self._left()):
                 try:

@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from relay.deliveries import RESPONSE_BODY_LIMIT, Outcome, Request
 from relay.urls import AddressPolicy, blocked_address, blocked_url, redact_url
 
-RESPONSE_BODY_LIMIT = 4096
 # Once the status line and headers are in, the status decides the outcome and the body is read
 # only for the attempt log. A body sent with its headers (nearly all are) arrives within this
 # window even on a loaded host; a receiver that trickles or stalls its body holds the connection,
@@ -31,29 +29,6 @@ RESPONSE_BODY_LIMIT = 4096
 BODY_EXCERPT_WINDOW = 0.5
 # Receiver-chosen text in an error message (a Location, a parser's complaint) is cut to this.
 ERROR_TEXT_LIMIT = 300
-
-
-@dataclass(frozen=True)
-class Request:
-    url: str
-    body: bytes
-    headers: Mapping[str, str]
-    timeout: float
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: int | None
-    # None on success; otherwise what kind of failure (see docs/delivery.md)
-    error_class: str | None
-    error: str | None
-    response_body: str
-    duration_ms: float
-    retry_after: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error_class is None
 
 
 class Sender(Protocol):

@@ -19,7 +19,6 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.rows import DictRow
 
-from outbox import __version__
 from outbox.sql import query
 from relay import chunks, payloads
 from relay.actions import CHUNKED, Action
@@ -79,14 +78,14 @@ class _FragmentLoader(Loader):
         return orjson.Fragment(bytes(data))
 
 
-async def register(conn: Conn, relay_id: UUID) -> None:
+async def register(conn: Conn, relay_id: UUID, version: str) -> None:
     await conn.execute(
         query("register_relay"),
         {
             "relay_id": relay_id,
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
-            "version": __version__,
+            "version": version,
         },
     )
 

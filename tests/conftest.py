@@ -222,7 +222,7 @@ def start_relay(database_url: str) -> Callable[..., Any]:
 
     @asynccontextmanager
     async def start(url: str | None = None, **overrides: Any) -> AsyncIterator[Relay]:
-        relay = Relay(url or database_url, relay_settings(**overrides))
+        relay = Relay(url or database_url, relay_settings(**overrides).relay_config())
         async with anyio.create_task_group() as tg:
             await tg.start(relay.run)
             try:

@@ -75,7 +75,11 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
     assert "begin;" not in outbox("migrate", "--print", env=env).stdout
     removed = outbox("uninstall", env=env)
     assert removed.returncode == 0 and "schema outbox kept" in removed.stdout
-    assert outbox("migrate", "--status", env=env).stdout.split()[-3:] == ["pending", "capture.sql", "(repeatable)"]
+    assert outbox("migrate", "--status", env=env).stdout.split()[-3:] == [
+        "pending",
+        "capture.sql",
+        "(repeatable)",
+    ]
 
 
 def test_a_database_without_label_studio_is_refused_with_the_tables_named(fresh_database):

@@ -106,7 +106,7 @@ async def test_outbox_sends_what_label_studio_sends(installed, label_studio):
         )
         # Label Studio's last follow-up UPDATE of the task lands 37-50 ms after the annotation on an
         # idle machine (the default settle of 100 ms covers it); a loaded CI machine needs more.
-        relay = Relay(installed, relay_settings(settle_ms=500))
+        relay = Relay(installed, relay_settings(settle_ms=500).relay_config())
         await tg.start(relay.run)
         project = None
         try:
@@ -173,9 +173,14 @@ async def test_outbox_sends_what_label_studio_sends(installed, label_studio):
             )
             # 1,200 tasks: one import transaction (1,000-row statements); then the Data Manager
             # deletes everything in transactions of 500 tasks and sends one TASKS_DELETED
-            await step("POST", f"/api/projects/{project}/import", [{"text": f"bulk {i}"} for i in range(1200)])
-            await step("POST", f"/api/dm/actions?id=delete_tasks&project={project}",
-                       {"selectedItems": {"all": True, "excluded": []}})
+            await step(
+                "POST", f"/api/projects/{project}/import", [{"text": f"bulk {i}"} for i in range(1200)]
+            )
+            await step(
+                "POST",
+                f"/api/dm/actions?id=delete_tasks&project={project}",
+                {"selectedItems": {"all": True, "excluded": []}},
+            )
             await step("PATCH", f"/api/projects/{project}/", {"title": "outbox-vs-ls renamed"})
             await step("DELETE", f"/api/projects/{project}/")
             project = None

@@ -54,7 +54,10 @@ def test_annotations_record_their_tasks_and_project(ls):
     ls.execute(
         "insert into task_completion (id, task_id, project_id) values (10, 1, 1), (11, 2, 2), (12, 1, 1)"
     )
-    rows = sorted((t, op, project, org, sorted(zip(ids, tasks, strict=True))) for t, op, project, org, ids, tasks in changes(ls))
+    rows = sorted(
+        (t, op, project, org, sorted(zip(ids, tasks, strict=True)))
+        for t, op, project, org, ids, tasks in changes(ls)
+    )
     assert rows == [
         ("task_completion", "INSERT", 1, None, [(10, 1), (12, 1)]),
         ("task_completion", "INSERT", 2, None, [(11, 2)]),

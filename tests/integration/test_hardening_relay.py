@@ -28,8 +28,7 @@ from psycopg.conninfo import make_conninfo
 from outbox import db, migrations
 from outbox.receiver import Received, Receiver, Reply
 from relay import store
-from relay.deliveries import Claimed, Result
-from relay.sender import Outcome
+from relay.deliveries import Claimed, Outcome, Result
 from tests.integration.conftest import RelayProcess, make_events, wait_for_sql
 from tests.support import lsdb
 

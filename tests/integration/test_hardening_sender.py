@@ -21,11 +21,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from relay.deliveries import Request
 from relay.schedule import parse_retry_after
 from relay.sender import (
     AddressRefused,
     AiohttpSender,
-    Request,
     _GuardedResolver,
     storable,
     usable_retry_after,

@@ -119,7 +119,12 @@ def test_printed_script_applied_with_psql_semantics_equals_migrate(
         migrations.migrate(conn)
         applied = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
         applied_schema = schema_of(conn)
-    assert [r["name"] for r in printed] == ["0001_schema.sql", "0002_webhook_scope.sql", "0003_payload_chunks.sql", "capture.sql"]
+    assert [r["name"] for r in printed] == [
+        "0001_schema.sql",
+        "0002_webhook_scope.sql",
+        "0003_payload_chunks.sql",
+        "capture.sql",
+    ]
     assert printed == applied
     assert printed_schema == applied_schema
     assert len(applied_schema["triggers"]) == 9 + 2
@@ -158,7 +163,12 @@ def test_a_fresh_database_gets_0001_then_0002_then_capture(ls_database_url):
     0002 adds the check of a webhook's organization and project (issue 9 item 9)."""
     with connect(ls_database_url) as conn:
         applied = [m.name for m in migrations.migrate(conn)]
-        assert applied == ["0001_schema.sql", "0002_webhook_scope.sql", "0003_payload_chunks.sql", "capture.sql"]
+        assert applied == [
+            "0001_schema.sql",
+            "0002_webhook_scope.sql",
+            "0003_payload_chunks.sql",
+            "capture.sql",
+        ]
         scope = conn.execute(
             "select tgname from pg_trigger where tgrelid = 'outbox.webhook'::regclass and not tgisinternal"
             " order by 1"

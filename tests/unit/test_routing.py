@@ -60,7 +60,11 @@ def test_plan_routes_and_chunks_only_row_lists() -> None:
         batch_size=5,
     )
     assert [[w.id for w in r.webhooks] for r in routed] == [[1, 2], [1, 2], [1]]
-    assert [(r.chunk_size, [c.rows for c in r.chunks]) for r in routed] == [(5, [5, 5, 2]), (12, [12]), (1, [1])]
+    assert [(r.chunk_size, [c.rows for c in r.chunks]) for r in routed] == [
+        (5, [5, 5, 2]),
+        (12, [12]),
+        (1, [1]),
+    ]
 
 
 def test_payload_is_built_only_for_webhooks_that_want_it() -> None:

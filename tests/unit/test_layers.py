@@ -1,0 +1,85 @@
+"""One-way layers, kept true by reading every module's imports (function-level ones included).
+
+- ``relay`` depends on nothing of ``outbox`` but its database helpers and SQL loader: it is given a
+  frozen ``RelayConfig`` (built by ``outbox.config``) and reads no settings of its own.
+- relay's pure modules (decisions: grouping, routing, chunking, payloads, schedule, signing, the
+  address policy, deliveries) do no I/O: no database, HTTP, event loop or socket library, and none
+  of relay's I/O modules (``relay``, ``store``, ``sender``).
+- ``outbox``'s management side (admin, API, tables, config) uses only relay's pure modules; only the
+  command line and the demo compose the relay itself.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RELAY_IO = {"relay.relay", "relay.store", "relay.sender"}
+IO_LIBRARIES = {"aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
+RELAY_MAY_USE_OF_OUTBOX = {"outbox.db", "outbox.sql"}
+COMPOSERS = {"outbox.cli", "outbox.cli_admin", "outbox.demo"}
+
+
+def modules(package: str) -> dict[str, Path]:
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, ``from relay import store`` counted as ``relay.store``."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def within(name: str, packages: set[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+RELAY = modules("relay")
+OUTBOX = modules("outbox")
+PURE = {name for name in RELAY if name not in RELAY_IO and name != "relay"}
+
+
+def test_the_layers_see_every_module():
+    assert {"relay.events", "relay.chunks", "relay.config", "relay.deliveries"} <= PURE
+    assert RELAY_IO <= set(RELAY) and "outbox.admin.webhooks" in OUTBOX
+
+
+@pytest.mark.parametrize("module", sorted(RELAY))
+def test_relay_uses_only_the_database_helpers_and_sql_loader_of_outbox(module):
+    used = {name for name in imports(RELAY[module]) if within(name, {"outbox"})}
+    # ``from outbox import db`` names the package and the helper: the package alone is allowed
+    wrong = {name for name in used - {"outbox"} if not within(name, RELAY_MAY_USE_OF_OUTBOX)}
+    assert not wrong, f"{module} imports {sorted(wrong)} of outbox"
+
+
+@pytest.mark.parametrize("module", sorted(PURE))
+def test_relays_pure_modules_do_no_io(module):
+    used = imports(RELAY[module])
+    wrong = {name for name in used if within(name, RELAY_IO | IO_LIBRARIES | {"outbox"})}
+    assert not wrong, f"{module} is a pure module but imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("module", sorted(set(OUTBOX) - COMPOSERS))
+def test_outbox_uses_only_relays_pure_modules(module):
+    used = {name for name in imports(OUTBOX[module]) if within(name, {"relay"})}
+    wrong = {name for name in used if within(name, RELAY_IO)}
+    assert not wrong, f"{module} reaches into relay's I/O: {sorted(wrong)} (only the CLI and demo compose)"
+
+
+def test_the_check_catches_a_wrong_way_import(tmp_path):
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text("def f():\n    from outbox.config import Settings\n    from relay import store\n")
+    assert {"outbox.config", "outbox.config.Settings", "relay.store"} <= imports(wrong)
