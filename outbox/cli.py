@@ -289,15 +289,15 @@ def up(
 def prune() -> None:
     """Delete delivered events, deliveries and attempts past OUTBOX_RETENTION (dead ones past
     OUTBOX_DEAD_RETENTION) now, in small batches; relays also do this on their own."""
-    from relay import store
+    from relay import retention
 
     settings = _settings()
     url = _database_url(settings)
 
-    async def run() -> store.Pruned:
+    async def run() -> retention.Pruned:
         conn = await db.connect(url, autocommit=True)
         try:
-            return await store.prune(
+            return await retention.prune(
                 conn, retention=settings.retention, dead_retention=settings.dead_retention
             )
         finally:

@@ -9,24 +9,22 @@ when it is about to sleep. Any number of relays can run against one database.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
-import psycopg
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
-from outbox import db
-from relay import store
+from relay import build, claim, presence, route
+from relay.claim import BodyCache
 from relay.config import RelayConfig
+from relay.database import DATABASE_ERRORS, Conn, Database, Stopped, first_line, transaction, without_flush
 from relay.deliveries import (
     FALLBACK_DELAY,
     Claimed,
@@ -34,266 +32,25 @@ from relay.deliveries import (
     Request,
     Result,
     request_headers,
-    unrecordable,
 )
+from relay.housekeeping import Housekeeping
+from relay.listener import Listener
+from relay.pacing import BUSY_POLL, Due, WriteRate
 from relay.payloads import action_only
+from relay.recorder import Recorder
 from relay.schedule import decide, parse_retry_after
 from relay.sender import AiohttpSender, Sender
 from relay.urls import AddressPolicy, redact_url
 
 log = logging.getLogger("outbox.relay")
 
-# Connection trouble (a restart, a network cut) and anything else the database refuses: the relay
-# logs it, reconnects with backoff and carries on; it never exits for them.
-CONNECTION_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-DATABASE_ERRORS = (psycopg.Error,)
 ROUTE_LIMIT = 1000
 BUILD_LIMIT = 200
-RECORD_BATCH = 1000
 LEASE_MARGIN = 30.0
-HEARTBEAT_INTERVAL = 15.0
-PRUNE_INTERVAL = 60.0
 BODY_CACHE_BYTES = 64 * 1024 * 1024
-# Above this many routed changes per second, Label Studio is writing hard: the relay then polls
-# every BUSY_POLL seconds instead of asking for NOTIFY, whose commit-time lock would serialise
-# those writes (measured: 8 writers fell to a third of their TPS when every commit notified).
-BUSY_WRITES_PER_SECOND = 300
-BUSY_POLL = 0.01
 # On stop, the part of OUTBOX_SHUTDOWN_GRACE kept for recording results and releasing leases once
 # the requests in flight are done or cut off (at most a quarter of it).
 STOP_RESERVE = 1.0
-
-
-class _Stopped(Exception):
-    """The relay is stopping: a database wait gives up."""
-
-
-# Errors that mean outbox's schema is missing here, or older than this relay.
-NOT_INSTALLED_ERRORS = (
-    psycopg.errors.UndefinedTable,
-    psycopg.errors.InvalidSchemaName,
-    psycopg.errors.UndefinedFunction,
-    psycopg.errors.UndefinedColumn,
-)
-
-
-def _trouble(exc: BaseException) -> str:
-    """What kind of trouble a database error is: a lost or refused connection, outbox not
-    installed, or anything else (each is reported its own way)."""
-    if isinstance(exc, CONNECTION_ERRORS):
-        return "connection"
-    if isinstance(exc, NOT_INSTALLED_ERRORS):
-        return "not installed"
-    return "error"
-
-
-def _backoff(failures: int) -> float:
-    return min(10.0, 0.1 * 2.0 ** min(failures - 1, 16)) * random.uniform(0.8, 1.2)
-
-
-class _Database:
-    """One connection that comes back by itself: capped exponential backoff with jitter.
-
-    The backoff grows with every failure, of connecting or of a statement, and resets only once a
-    statement succeeded (``succeeded``): a database that accepts connections but refuses every
-    statement is retried at the same pace as one that is down. Each kind of trouble is logged when
-    it starts, then now and then, and its end once. ``interrupt`` makes every wait give up
-    (``_Stopped``), for a relay that is stopping.
-    """
-
-    def __init__(self, dsn: str, purpose: str, config: RelayConfig) -> None:
-        self._dsn = dsn
-        self._purpose = purpose
-        self._config = config
-        self._conn: store.Conn | None = None
-        self._failures = 0
-        self._trouble: str | None = None
-        self._backoff_due = False
-        self._interrupted = False
-        self._waiting: anyio.CancelScope | None = None
-
-    def interrupt(self) -> None:
-        """Give up the wait in progress and every later one."""
-        self._interrupted = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-
-    async def get(self) -> store.Conn:
-        if self._backoff_due:  # the last statement failed: wait before the next one
-            self._backoff_due = False
-            await self._wait(anyio.sleep, _backoff(self._failures))
-        while self._conn is None or self._conn.closed:
-            if self._interrupted:
-                raise _Stopped
-            try:
-                self._conn = await self._wait(
-                    db.connect,
-                    self._dsn,
-                    autocommit=True,
-                    application_name=f"outbox-relay-{self._purpose}",
-                    connect_timeout=self._config.connect_timeout,
-                )
-            except CONNECTION_ERRORS as exc:
-                self._note("unreachable", _first_line(exc))
-            except psycopg.ProgrammingError:
-                # a URL psycopg cannot parse: its message quotes the URL, password and all
-                self._note("malformed", "")
-            else:
-                break
-            await self._wait(anyio.sleep, _backoff(self._failures))
-        return self._conn
-
-    async def _wait(self, wait: Any, *args: Any, **kwargs: Any) -> Any:
-        """``await wait(*args, **kwargs)``, unless ``interrupt`` comes first."""
-        if self._interrupted:
-            raise _Stopped
-        with anyio.CancelScope() as scope:
-            self._waiting = scope
-            try:
-                return await wait(*args, **kwargs)
-            finally:
-                self._waiting = None
-        raise _Stopped
-
-    def _note(self, trouble: str, detail: str) -> None:
-        """Count a failure; log it when this kind of trouble starts, and now and then after."""
-        self._failures += 1
-        new = trouble != self._trouble
-        self._trouble = trouble
-        if not (new or self._failures == 5 or self._failures % 20 == 0):
-            return
-        purpose = self._purpose
-        if trouble == "unreachable":
-            log.warning("database unreachable (%s): %s; retrying", purpose, detail)
-        elif trouble == "malformed":
-            log.error("the database URL cannot be parsed (%s): fix DATABASE_URL; retrying", purpose)
-        elif trouble == "connection":
-            log.warning("lost the database connection (%s): %s", purpose, detail)
-        elif trouble == "not installed":
-            log.error(
-                "outbox is not installed in this database, or its schema is older than this relay:"
-                " run `outbox migrate` (%s: %s); retrying",
-                purpose,
-                detail,
-            )
-        else:
-            log.error("database error (%s), %s; retrying", purpose, detail)
-
-    async def failed(self, exc: BaseException) -> None:
-        """A statement raised: back off before the next one; forget the connection unless it is
-        still usable (a connection that broke is reconnected)."""
-        trouble = _trouble(exc)
-        detail = _first_line(exc)
-        self._note(trouble, detail if trouble != "error" else f"{type(exc).__name__}: {detail}")
-        self._backoff_due = True
-        conn = self._conn
-        if (
-            trouble == "connection"
-            or conn is None
-            or conn.broken
-            or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-        ):
-            await self.close()
-
-    def succeeded(self) -> None:
-        """A statement succeeded: the backoff starts again from the beginning."""
-        if not self._failures:
-            return
-        if self._trouble in ("unreachable", "connection"):
-            log.info("database connection restored (%s)", self._purpose)
-        elif self._trouble == "not installed":
-            log.info("outbox is installed now (%s): working", self._purpose)
-        else:
-            log.info("database statements succeed again (%s)", self._purpose)
-        self._failures = 0
-        self._trouble = None
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
-                await conn.close()
-
-
-def _refused(exc: BaseException) -> bool:
-    """Whether writing results failed because of what they hold (a value the database or psycopg
-    refuses), rather than the database's state (down, outbox missing, a deadlock): only the
-    former is found by splitting the batch."""
-    if isinstance(exc, psycopg.Error):
-        return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
-    return True  # turning a value into a parameter failed (TypeError, UnicodeEncodeError, ...)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-class _BodyCache:
-    """Recently built bodies, so that a fan-out fetches each payload once."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self._items: OrderedDict[tuple[int, int], bytes] = OrderedDict()
-        self._bytes = 0
-        self._max = max_bytes
-
-    def get(self, key: tuple[int, int]) -> bytes | None:
-        body = self._items.get(key)
-        if body is not None:
-            self._items.move_to_end(key)
-        return body
-
-    def put(self, key: tuple[int, int], body: bytes) -> None:
-        if key in self._items:
-            return
-        self._items[key] = body
-        self._bytes += len(body)
-        while self._bytes > self._max and len(self._items) > 1:
-            _, old = self._items.popitem(last=False)
-            self._bytes -= len(old)
-
-
-class _WriteRate:
-    """Changes routed over the last second."""
-
-    def __init__(self) -> None:
-        self._routed: deque[tuple[float, int]] = deque()
-        self._total = 0
-
-    def add(self, changes: int, now: float) -> None:
-        if changes:
-            self._routed.append((now, changes))
-            self._total += changes
-
-    def busy(self, now: float) -> bool:
-        while self._routed and self._routed[0][0] < now - 1.0:
-            self._total -= self._routed.popleft()[1]
-        return self._total >= BUSY_WRITES_PER_SECOND
-
-
-class _Due:
-    """When each step of the pipeline should run next (time.monotonic() seconds), and when the
-    payloads and deliveries this relay routed become ready (after the settle delay)."""
-
-    def __init__(self) -> None:
-        self.route = self.build = self.claim = 0.0
-        self._ready: deque[float] = deque()
-
-    def all_now(self) -> None:
-        self.route = self.build = self.claim = 0.0
-
-    def ready(self, at: float, *, build: bool) -> None:
-        """Something routed now becomes ready ``at`` (the settle delay is constant: in order);
-        ``build``: some of it has a payload still to build."""
-        self._ready.append(at)
-        if build:
-            self.build = min(self.build, at)
-        self.claim = min(self.claim, at)
-
-    def next_ready(self, now: float, poll_interval: float) -> float:
-        """When to look again: the next ready time still ahead, else the next poll."""
-        while self._ready and self._ready[0] <= now:
-            self._ready.popleft()
-        return self._ready[0] if self._ready else now + poll_interval
 
 
 class Relay:
@@ -311,25 +68,41 @@ class Relay:
         self._dsn = dsn
         self._config = config
         self._sender = sender
-        self._pipeline_db = _Database(dsn, "pipeline", config)
-        self._record_db = _Database(dsn, "recorder", config)
-        self._listen_db = _Database(dsn, "listener", config)
-        self._housekeeping_db = _Database(dsn, "housekeeping", config)
+        self._pipeline_db = Database(dsn, "pipeline", config)
+        self._record_db = Database(dsn, "recorder", config)
+        self._listen_db = Database(dsn, "listener", config)
+        self._housekeeping_db = Database(dsn, "housekeeping", config)
         self._stopping = anyio.Event()
         self._stop_deadline = math.inf  # time.monotonic() by which run() has returned
         self._unrecorded = 0  # results sent to the recorder and not written yet
         self._wake = anyio.Event()
-        self._recorded = anyio.Event()
-        self._listening = False
         self._waiting = False
         self._inflight = 0
         # requests in flight per webhook: counted against max_concurrency with other relays' leases
         self._busy: Counter[int] = Counter()
-        self._bodies = _BodyCache(BODY_CACHE_BYTES)
+        self._bodies = BodyCache(BODY_CACHE_BYTES)
         self._rng = random.Random()
-        self._due = _Due()
-        self._writes = _WriteRate()
+        self._due = Due()
+        self._writes = WriteRate()
         self._claim_batch = max(1, config.concurrency // 4)
+        self._listener = Listener(self._listen_db, self._on_wake)
+        self._recorder = Recorder(self._record_db, self.id, config, self._on_recorded)
+        self._housekeeping = Housekeeping(self._housekeeping_db, self.id, config, self._rng)
+
+    def _on_wake(self, catch_up: bool) -> None:
+        """A notification (route now), or the listener (re)connected: anything may have
+        committed unheard, so every step runs now."""
+        if catch_up:
+            self._due.all_now()
+        else:
+            self._due.route = 0.0
+        self._wake.set()
+
+    def _on_recorded(self, count: int, retry_due: bool) -> None:
+        self._unrecorded -= count
+        if retry_due:
+            self._due.claim = 0.0  # a retry may be due at once
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -384,10 +157,10 @@ class Relay:
                 shutdown.start_soon(self._enforce_deadline, shutdown.cancel_scope)
                 if await self._register():
                     async with anyio.create_task_group() as background:
-                        background.start_soon(self._listen)
-                        background.start_soon(self._housekeeping)
+                        background.start_soon(self._listener.run)
+                        background.start_soon(self._housekeeping.run)
                         recorder_done = anyio.Event()
-                        background.start_soon(self._record, results_out, recorder_done)
+                        background.start_soon(self._recorder.run, results_out, recorder_done)
                         task_status.started()
                         async with anyio.create_task_group() as sends, results_in:
                             await self._pipeline(sends, results_in)
@@ -415,15 +188,13 @@ class Relay:
                 database.succeeded()
                 if not worked:
                     await self._idle(conn)
-            except _Stopped:
+            except Stopped:
                 return
             except DATABASE_ERRORS as exc:
                 await database.failed(exc)
                 self._due.all_now()
 
-    async def _cycle(
-        self, conn: store.Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]
-    ) -> bool:
+    async def _cycle(self, conn: Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]) -> bool:
         """One transaction over the steps that are due: route, build, claim. True when one found
         work. One transaction, because a new event with no settle delay is then sent after one
         commit instead of three."""
@@ -435,10 +206,10 @@ class Relay:
         if now < min(due.route, due.build, due.claim if claiming else math.inf):
             return False
         worked = False
-        claim = store.Claim([], {})
-        async with store.transaction(conn):
+        claimed = claim.Claim([], {})
+        async with transaction(conn):
             if now >= due.route:
-                report = await store.route_changes(
+                report = await route.route_changes(
                     conn,
                     relay_id=self.id,
                     limit=ROUTE_LIMIT,
@@ -460,7 +231,7 @@ class Relay:
                         due.ready(now + config.settle_ms / 1000, build=report.unbuilt)
                     worked = True
             if now >= due.build:
-                built, more = await store.build_payloads(
+                built, more = await build.build_payloads(
                     conn, limit=BUILD_LIMIT, max_rows=config.webhook_batch_size
                 )
                 due.build = now if more else due.next_ready(now, config.poll_interval)
@@ -468,7 +239,7 @@ class Relay:
                     due.claim = now
                     worked = True
             if claiming and now >= due.claim and not self._stopping.is_set():
-                claim = await store.claim_deliveries(
+                claimed = await claim.claim_deliveries(
                     conn,
                     relay_id=self.id,
                     limit=free,
@@ -478,26 +249,26 @@ class Relay:
                     busy=self._busy,
                 )
                 due.claim = (
-                    now if len(claim.deliveries) == free else due.next_ready(now, config.poll_interval)
+                    now if len(claimed.deliveries) == free else due.next_ready(now, config.poll_interval)
                 )
-            if not claim.deliveries:
-                await store.without_flush(conn)  # nothing will be sent on the strength of it
+            if not claimed.deliveries:
+                await without_flush(conn)  # nothing will be sent on the strength of it
         # committed: only now may requests go out
-        self._dispatch(claim, sends, results)
-        return worked or bool(claim.deliveries)
+        self._dispatch(claimed, sends, results)
+        return worked or bool(claimed.deliveries)
 
     def _dispatch(
-        self, claim: store.Claim, sends: TaskGroup, results: MemoryObjectSendStream[Result]
+        self, claimed: claim.Claim, sends: TaskGroup, results: MemoryObjectSendStream[Result]
     ) -> None:
-        for delivery in claim.deliveries:
+        for delivery in claimed.deliveries:
             key = (delivery.event_id, delivery.chunk)
             body = self._bodies.get(key) if delivery.send_payload else action_only(delivery.action)
-            refused = claim.refused.get(key) if delivery.send_payload else None
+            refused = claimed.refused.get(key) if delivery.send_payload else None
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
             sends.start_soon(self._deliver, delivery, body, results, refused)
 
-    async def _idle(self, conn: store.Conn) -> None:
+    async def _idle(self, conn: Conn) -> None:
         """Sleep until notified, a send finishes, something falls due, or the poll interval.
 
         Only a relay with nothing left to claim raises its waiting flag (one write, which makes the
@@ -511,8 +282,8 @@ class Relay:
             # Label Studio is writing hard: poll briefly rather than make every commit NOTIFY
             due.route = min(due.route, now + BUSY_POLL)
             timeout = min(timeout, BUSY_POLL)
-        elif self._listening and not self._waiting and not capacity_bound:
-            idle = await store.set_waiting(conn, self.id)
+        elif self._listener.listening and not self._waiting and not capacity_bound:
+            idle = await presence.set_waiting(conn, self.id)
             self._waiting = True
             if idle.has_changes:
                 due.route = now
@@ -610,88 +381,6 @@ class Relay:
 
     # -- recording ---------------------------------------------------------------------------
 
-    async def _record(self, results: MemoryObjectReceiveStream[Result], done: anyio.Event) -> None:
-        async with results:
-            while True:
-                try:
-                    batch = [await results.receive()]
-                except anyio.EndOfStream:
-                    break
-                while len(batch) < RECORD_BATCH:
-                    try:
-                        batch.append(results.receive_nowait())
-                    except (anyio.WouldBlock, anyio.EndOfStream):
-                        break
-                hastened = await self._write(batch)
-                self._unrecorded -= len(batch)
-                if hastened or any(r.state == "pending" for r in batch):
-                    self._due.claim = 0.0  # a retry may be due at once
-                self._wake.set()
-        done.set()
-
-    async def _write(self, batch: list[Result]) -> int:
-        """Write one batch; returns how many waiting deliveries became due at once.
-
-        Through database outages the batch is retried with growing backoff (the results stay in
-        memory meanwhile). A batch the database, or psycopg, refuses for what it holds is split
-        until the refused result is alone; that one is recorded as an internal error, so no result,
-        however malformed, holds up the others.
-        """
-        database, hastened = self._record_db, 0
-        parts: list[tuple[list[Result], bool]] = [(batch, False)]  # (results, substituted)
-        while parts:
-            part, substituted = parts.pop()
-            try:
-                conn = await database.get()
-                recorded = await store.record_results(
-                    conn,
-                    part,
-                    relay_id=self.id,
-                    disable_after=self._config.disable_after,
-                    disable_after_attempts=self._config.disable_after_attempts,
-                )
-            except Exception as exc:  # noqa: BLE001 - sorted below; cancellation passes
-                if not _refused(exc):
-                    await database.failed(exc)
-                    parts.append((part, substituted))
-                elif len(part) > 1:
-                    half = len(part) // 2
-                    parts += [(part[half:], substituted), (part[:half], substituted)]
-                else:
-                    self._refused(part[0], exc, parts, substituted)
-                continue
-            database.succeeded()
-            hastened += recorded.hastened
-            for webhook in recorded.disabled:
-                log.warning("webhook %d disabled: %s", webhook.webhook_id, webhook.reason)
-        return hastened
-
-    @staticmethod
-    def _refused(
-        result: Result, exc: Exception, parts: list[tuple[list[Result], bool]], substituted: bool
-    ) -> None:
-        """One result the database refused: record it as an internal error instead, or, if even
-        that was refused, leave it (its lease expires and the delivery is sent again)."""
-        reason = f"{type(exc).__name__}: {_first_line(exc)}"[:300]
-        delivery = result.delivery
-        if substituted:
-            log.error(
-                "could not record attempt %d of delivery %d even as an internal error (%s);"
-                " it is sent again once its lease expires",
-                delivery.attempt,
-                delivery.id,
-                reason,
-            )
-            return
-        log.error(
-            "the database refused the result of attempt %d of delivery %d (%s);"
-            " recorded as an internal error",
-            delivery.attempt,
-            delivery.id,
-            reason,
-        )
-        parts.append(([unrecordable(result, reason)], True))
-
     # -- presence ----------------------------------------------------------------------------
 
     async def _register(self) -> bool:
@@ -700,8 +389,8 @@ class Relay:
         database = self._pipeline_db
         while True:
             try:
-                await store.register(await database.get(), self.id, self._config.version)
-            except _Stopped:
+                await presence.register(await database.get(), self.id, self._config.version)
+            except Stopped:
                 return False
             except DATABASE_ERRORS as exc:
                 await database.failed(exc)
@@ -709,78 +398,20 @@ class Relay:
             database.succeeded()
             return True
 
-    async def _listen(self) -> None:
-        """LISTEN on channel ``outbox``; every notification wakes the pipeline."""
-        listener = self._listen_db
-        try:
-            while True:
-                try:
-                    conn = await listener.get()
-                    await conn.execute("listen outbox")
-                    listener.succeeded()
-                    self._listening = True
-                    self._due.all_now()  # catch up on anything committed while not listening
-                    self._wake.set()
-                    async for _ in conn.notifies():
-                        self._due.route = 0.0
-                        self._wake.set()
-                except _Stopped:
-                    return
-                except DATABASE_ERRORS as exc:
-                    self._listening = False
-                    await listener.failed(exc)
-        finally:
-            self._listening = False
-            await listener.close()
-
-    async def _housekeeping(self) -> None:
-        """Heartbeats, and retention: every relay prunes a little now and then, in small batches."""
-        housekeeping = self._housekeeping_db
-        config = self._config
-        interval = min(HEARTBEAT_INTERVAL, config.poll_interval * 5)
-        next_prune = time.monotonic() + self._rng.uniform(0, PRUNE_INTERVAL)
-        try:
-            while True:
-                await anyio.sleep(interval)
-                try:
-                    conn = await housekeeping.get()
-                    await store.heartbeat(conn, self.id)
-                    housekeeping.succeeded()
-                    if time.monotonic() >= next_prune:
-                        next_prune = time.monotonic() + PRUNE_INTERVAL
-                        pruned = await store.prune(
-                            conn,
-                            retention=config.retention,
-                            dead_retention=config.dead_retention,
-                            max_batches=20,
-                        )
-                        if pruned.deliveries or pruned.events:
-                            log.info(
-                                "pruned %d deliveries and %d events past retention",
-                                pruned.deliveries,
-                                pruned.events,
-                            )
-                except _Stopped:
-                    return
-                except DATABASE_ERRORS as exc:
-                    await housekeeping.failed(exc)
-        finally:
-            await housekeeping.close()
-
     async def _release(self) -> None:
         """Hand unfinished deliveries back at once, instead of letting their leases expire: on a
         connection of its own (the pipeline's may have been interrupted), within the stop
         deadline."""
-        releasing = _Database(self._dsn, "release", self._config)
+        releasing = Database(self._dsn, "release", self._config)
         try:
             with anyio.move_on_after(self._left()):
                 try:
                     conn = await releasing.get()
-                    await store.release_leases(conn, self.id)
-                    await store.unregister(conn, self.id)
+                    await claim.release_leases(conn, self.id)
+                    await presence.unregister(conn, self.id)
                     return
                 except DATABASE_ERRORS as exc:
-                    log.warning("could not release leases (%s); they expire by themselves", _first_line(exc))
+                    log.warning("could not release leases (%s); they expire by themselves", first_line(exc))
                     return
             log.warning("could not release leases in time; they expire by themselves")
         finally:

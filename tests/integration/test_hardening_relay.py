@@ -27,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 
 from outbox import db, migrations
 from outbox.receiver import Received, Receiver, Reply
-from relay import store
+from relay import record
 from relay.deliveries import Claimed, Outcome, Result
 from tests.integration.conftest import RelayProcess, make_events, wait_for_sql
 from tests.support import lsdb
@@ -297,14 +297,14 @@ def test_any_result_values_are_recorded(database_url, project, batch):
     ends of the calendar), one place makes them fit their columns and the database takes them."""
     relay_id = uuid.uuid4()
 
-    async def record() -> list[dict[str, Any]]:
+    async def write() -> list[dict[str, Any]]:
         with db.connect_sync(database_url, autocommit=True) as sync:
             hook = lsdb.webhook(sync, "http://127.0.0.1:9/hook", project_id=project)
             deliveries = leased_deliveries(sync, hook, relay_id, len(batch))
         conn = await db.connect(database_url, autocommit=True)
         try:
             results = [make_result(d, v) for d, v in zip(deliveries, batch, strict=True)]
-            await store.record_results(
+            await record.record_results(
                 conn,
                 results,
                 relay_id=relay_id,
@@ -320,7 +320,7 @@ def test_any_result_values_are_recorded(database_url, project, batch):
         finally:
             await conn.close()
 
-    rows = anyio.run(record)
+    rows = anyio.run(write)
     assert len(rows) == len(batch)
     for row, values in zip(rows, batch, strict=True):
         assert row["state"] == values["state"]
@@ -342,7 +342,7 @@ async def test_settings_at_their_extremes_do_not_stop_recording(
     outcome = Outcome(500, "http_status", "HTTP 500", "", 1.0)
     results = [Result(d, "pending", 1.0, datetime.now(UTC), outcome, {}) for d in deliveries]
     async with await db.connect(database_url, autocommit=True) as aconn:
-        await store.record_results(
+        await record.record_results(
             aconn, results, relay_id=relay_id, disable_after=disable_after, disable_after_attempts=attempts
         )
     count = conn.execute(

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from outbox import db
-from relay import store
+from relay import retention
 from tests.support import lsdb
 
 pytestmark = pytest.mark.anyio
@@ -51,12 +51,12 @@ async def test_prune_keeps_recent_pending_and_young_dead_deliveries(conn, databa
     )
     async_conn = await db.connect(database_url, autocommit=True)
     try:
-        pruned = await store.prune(
+        pruned = await retention.prune(
             async_conn, retention=timedelta(days=7), dead_retention=timedelta(days=30), batch=2
         )
     finally:
         await async_conn.close()
-    assert pruned == store.Pruned(deliveries=6, events=7)
+    assert pruned == retention.Pruned(deliveries=6, events=7)
     left = {r["id"] for r in conn.execute("select id from outbox.delivery").fetchall()}
     assert left == {recent, old_pending, young_dead}
     assert not left & set(old_delivered) and old_dead not in left

@@ -1,0 +1,230 @@
+"""Route: committed changes become events, their chunks and their deliveries, in one transaction
+under the routing lock; sql/queries.sql, section "relay: routing changes into events and
+deliveries". The decisions are the pure modules' (events, routing, chunks, payloads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from psycopg.rows import DictRow
+
+from outbox.sql import query
+from relay import build, chunks, payloads
+from relay.actions import CHUNKED, Action
+from relay.chunks import Chunk
+from relay.database import Conn
+from relay.events import Change, Event, group_changes
+from relay.routing import Routed, Webhook, plan
+
+# How long a Data Manager delete may pause between its transactions before what was deleted so far
+# is sent anyway (Label Studio died half-way).
+DETACH_WAIT = timedelta(seconds=60)
+
+
+# 'route' in ASCII: only one relay groups changes at a time.
+ROUTING_LOCK = 0x726F757465
+
+
+# Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
+SIZED = CHUNKED | {Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED, Action.PROJECT_CREATED,
+                   Action.PROJECT_UPDATED}  # fmt: skip
+
+
+# With no settle delay, bodies are built while routing, up to this many bytes (the rest waits for
+# the build step, so a huge import never holds up routing the events behind it).
+IMMEDIATE_BUILD_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RouteReport:
+    changes: int
+    events: list[Routed]
+    # bodies built while routing (no settle delay), by (event id, chunk)
+    bodies: dict[tuple[int, int], bytes] = field(default_factory=dict)
+
+    @property
+    def unbuilt(self) -> bool:
+        """Whether some payload is left for the build step."""
+        return sum(len(r.chunks) for r in self.events if r.needs_payload) > len(self.bodies)
+
+    @property
+    def deliveries(self) -> int:
+        return sum(len(r.webhooks) * len(r.chunks) for r in self.events)
+
+
+async def route_changes(
+    conn: Conn,
+    *,
+    relay_id: UUID,
+    limit: int,
+    batch_size: int,
+    settle: timedelta,
+    clear_waiting: bool,
+    max_bytes: int,
+    build_rows: int = 0,
+) -> RouteReport:
+    """Turn committed changes into events and deliveries, then forget the changes (inside the
+    caller's transaction, which holds the routing lock until it ends).
+
+    ``clear_waiting``: lower this relay's waiting flag if there was anything to route.
+    ``max_bytes``: the most a body may take (OUTBOX_MAX_BODY_BYTES): chunks are cut to it.
+    ``build_rows``: with no settle delay, build the payloads of up to this many rows right away
+    (in the same transaction, so they are inserted once, built); the rest wait for the build step.
+    """
+    # one round trip for the lock, the changes and the webhooks; the writes go with what follows
+    await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
+    taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+    subscribed = await conn.execute(query("routable_webhooks"))
+    rows = await taken.fetchall()
+    webhooks = [_webhook(row) for row in await subscribed.fetchall()]
+    done: list[int] = [row["id"] for row in rows if not row["held"]]
+    if not done:
+        return RouteReport(0, [])
+    if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
+        await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
+    if not webhooks:  # nobody subscribed: nothing to group, only to forget
+        await conn.execute(query("delete_changes"), {"ids": done})
+        return RouteReport(len(done), [])
+    changes = [_change(row) for row in rows]
+    # events nobody subscribed to are not kept: they would cost Label Studio's database a
+    # write for each of its own
+    routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
+    routed = await _sized(conn, routed, max_bytes)
+    built: list[tuple[int, build.Pending]] = []  # (position, chunk to build now)
+    budget = IMMEDIATE_BUILD_BYTES
+    for position, r in enumerate(routed, start=1):
+        if not r.needs_payload or len(r.event.row_ids) > build_rows:
+            continue
+        size = sum(c.bytes for c in r.chunks)
+        if size > budget or any(chunks.too_large(c, max_bytes) for c in r.chunks):
+            continue
+        build_rows -= len(r.event.row_ids)
+        budget -= size
+        for index, chunk in enumerate(r.chunks):
+            ids = r.event.row_ids[chunk.start : chunk.end]
+            built.append(
+                (position, build.Pending(0, index, r.event.action, r.event.project_id, ids, chunk.bytes))
+            )
+    bodies: list[bytes] = []
+    if built:
+        items = [item for _, item in built]
+        snapshot = await build.fetch_snapshot(
+            conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in items]
+        )
+        bodies = build.encode_bodies(items, snapshot)
+    by_key: dict[tuple[int, int], bytes] = {}
+    if routed:
+        inserted = await conn.execute(
+            query("insert_events"),
+            {
+                "events": orjson.dumps([_event_input(r, max_bytes) for r in routed]).decode(),
+                "settle": settle,
+                "body_ords": [position for position, _ in built],
+                "body_chunks": [item.chunk for _, item in built],
+                "bodies": bodies,
+            },
+        )
+        event_ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
+        by_key = {
+            (event_ids[position], item.chunk): body
+            for (position, item), body in zip(built, bodies, strict=True)
+        }
+    await conn.execute(query("delete_changes"), {"ids": done})
+    return RouteReport(len(done), routed, by_key)
+
+
+async def _sized(conn: Conn, routed: list[Routed], max_bytes: int) -> list[Routed]:
+    """Bound the chunks of events whose bodies are built by bytes as well as rows: the sizes of
+    their rows come from one query (the JSON text of the large columns)."""
+    wanted = [(i, r) for i, r in enumerate(routed) if r.needs_payload and r.event.action in SIZED]
+    if not wanted:
+        return routed
+    needs = [payloads.needs(r.event.action, r.event.project_id, r.event.row_ids) for _, r in wanted]
+    rows = await (
+        await conn.execute(
+            query("row_sizes"),
+            {
+                "task_ids": sorted({i for n in needs for i in n.tasks}),
+                "annotation_ids": sorted({i for n in needs for i in n.annotations}),
+                "project_ids": sorted({i for n in needs for i in n.projects}),
+            },
+        )
+    ).fetchall()
+    sizes = payloads.Sizes(
+        projects={r["id"]: r["bytes"] for r in rows if r["kind"] == "project"},
+        tasks={r["id"]: r["bytes"] for r in rows if r["kind"] == "task"},
+        annotations={r["id"]: (r["bytes"], r["task_id"]) for r in rows if r["kind"] == "annotation"},
+    )
+    resized = list(routed)
+    for index, r in wanted:
+        row_bytes, envelope = payloads.estimate(r.event.action, r.event.project_id, r.event.row_ids, sizes)
+        resized[index] = r.sized(row_bytes, envelope, max_bytes)
+    return resized
+
+
+def _change(row: DictRow) -> Change:
+    row_ids, task_ids = row["row_ids"], row["task_ids"] or ()
+    if row["op"] == "INSERT":  # the trigger does not sort; creation order is id order
+        if task_ids:
+            pairs = sorted(zip(row_ids, task_ids, strict=True))
+            row_ids, task_ids = [p[0] for p in pairs], [p[1] for p in pairs]
+        else:
+            row_ids = sorted(row_ids)
+    return Change(
+        id=row["id"],
+        xid=int(row["xid"]),
+        table=row["table_name"],
+        op=row["op"],
+        project_id=row["project_id"],
+        organization_id=row["organization_id"],
+        row_ids=tuple(row_ids),
+        task_ids=tuple(task_ids),
+        detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
+        held=row["held"],
+    )
+
+
+def _webhook(row: DictRow) -> Webhook:
+    return Webhook(
+        id=row["id"],
+        organization_id=row["organization_id"],
+        project_id=row["project_id"],
+        is_active=row["is_active"],
+        send_for_all_actions=row["send_for_all_actions"],
+        actions=frozenset(row["actions"]),
+        send_payload=row["send_payload"],
+    )
+
+
+def _event_input(routed: Routed, max_bytes: int) -> dict[str, Any]:
+    event = routed.event
+    return {
+        "xid": None if event.xid is None else str(event.xid),
+        "action": event.action,
+        "organization_id": event.organization_id,
+        "project_id": event.project_id,
+        "row_ids": list(event.row_ids),
+        "chunk_size": routed.chunk_size,
+        "chunk_starts": [c.start for c in routed.chunks],
+        "chunk_ends": [c.end for c in routed.chunks],
+        "chunk_bytes": [c.bytes for c in routed.chunks],
+        "chunk_errors": [_too_large(event, c, max_bytes) for c in routed.chunks],
+        "webhook_ids": [w.id for w in routed.webhooks],
+        "needs_payload": routed.needs_payload,
+    }
+
+
+def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
+    """Why a chunk's body is not built: one row that alone is over the byte budget."""
+    if not chunks.too_large(chunk, max_bytes):
+        return None
+    row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
+    return (
+        f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
+        "not built, not sent"
+    )
