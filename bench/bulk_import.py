@@ -19,9 +19,9 @@ from bench.harness import Context, MeasureResult
 
 NAME = "bulk_import"
 
-IMPORT = """
-insert into public.task (data, project_id, inner_id, meta, overlap)
-select d, 1, i, '{}'::jsonb, 1
+IMPORT = f"""
+insert into public.task (data, project_id, inner_id, meta{harness.TASK_COLUMNS})
+select d, 1, i, '{{}}'::jsonb{harness.TASK_VALUES}
 from unnest(%(data)s::jsonb[], %(inner_ids)s::bigint[]) as u(d, i)
 """
 

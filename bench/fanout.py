@@ -34,7 +34,8 @@ def run(ctx: Context) -> MeasureResult:
                     relay.wait_waiting(conn)
                     receiver.reset()
                     conn.execute(
-                        "insert into public.task (data, project_id) values (%s::jsonb, 1)",
+                        f"insert into public.task (data, project_id{harness.TASK_COLUMNS})"
+                        f" values (%s::jsonb, 1{harness.TASK_VALUES})",
                         (TASK_DATA,),
                     )
                     committed = time.monotonic()

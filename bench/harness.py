@@ -39,18 +39,43 @@ SETTINGS_REPORTED = (
 )  # fmt: skip
 
 # The Label Studio-shaped fixture every measure starts from: one user, one organization, one
-# project, and tasks for annotations to point at.
+# project, and tasks for annotations to point at. Every column Label Studio's own schema requires
+# is given (its tables have no defaults: Django fills them), so the same rows fit both schemas.
 SEED_TASKS = 1000
+SEED_USER = {
+    "sandbox": "insert into public.htx_user (id, email, username) values (1, 'bench@example.com', 'bench');",
+    "real": "insert into public.htx_user (id, password, is_superuser, username, email, first_name, last_name,"
+    " is_staff, is_active, date_joined, last_activity, activity_at, phone, avatar) values (1, '', false,"
+    " 'bench', 'bench@example.com', '', '', false, true, now(), now(), now(), '', '');",
+}
 SEED_SQL = f"""
-insert into public.htx_user (id, email, username) values (1, 'bench@example.com', 'bench');
-insert into public.organization (id, title, created_by_id) values (1, 'Bench', 1);
-insert into public.project (id, title, label_config, organization_id, created_by_id)
+insert into public.organization (id, title, created_by_id, created_at, updated_at)
+values (1, 'Bench', 1, now(), now());
+insert into public.project (id, title, label_config, organization_id, created_by_id, created_at, updated_at,
+    show_instruction, maximum_annotations, is_published, show_skip_button, enable_empty_annotation,
+    min_annotations_to_start_training, show_annotation_history, show_collab_predictions,
+    show_ground_truth_first, overlap_cohort_percentage, show_overlap_first, result_count, is_draft,
+    evaluate_predictions_automatically, reveal_preannotations_interactively)
 values (1, 'Bench project',
         '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
-        || '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>', 1, 1);
-insert into public.task (data, project_id, inner_id)
-select jsonb_build_object('text', 'seed task ' || g), 1, g from generate_series(1, {SEED_TASKS}) g;
+        || '<Choice value="Positive"/><Choice value="Negative"/></Choices></View>', 1, 1, now(), now(),
+        false, 1, false, true, true, 0, false, true, false, 100, false, 0, false, false, false);
+insert into public.task (data, project_id, inner_id{{task_columns}})
+select jsonb_build_object('text', 'seed task ' || g), 1, g{{task_values}}
+from generate_series(1, {SEED_TASKS}) g;
 """
+# The columns of task and task_completion Label Studio's schema requires, with Label Studio's values.
+TASK_COLUMNS = (
+    ", created_at, updated_at, is_labeled, overlap, total_annotations, cancelled_annotations,"
+    " total_predictions, comment_count, unresolved_comment_count"
+)
+TASK_VALUES = ", now(), now(), false, 1, 0, 0, 0, 0, 0"
+ANNOTATION_COLUMNS = ", was_cancelled, ground_truth, created_at, updated_at, result_count"
+ANNOTATION_VALUES = ", false, false, now(), now(), 0"
+# Label Studio 1.23.2's own DDL (its migrations run on PostgreSQL, then pg_dump: see the file).
+REAL_SCHEMA = Path(__file__).resolve().parents[1] / "tests" / "data" / "label-studio-1.23.2-schema.sql"
+SCHEMAS = ("sandbox", "real")
+
 
 # What Label Studio inserts for one task and one annotation (ids from the identity columns).
 TASK_DATA = (
@@ -289,11 +314,18 @@ class Templates:
     installed: str
 
 
-def make_templates(srv: Server) -> Templates:
+def make_templates(srv: Server, schema: str = "sandbox") -> Templates:
+    """``schema``: "sandbox" (the project's fixture, few indexes) or "real" (Label Studio 1.23.2's
+    DDL with its 18 indexes on task and 24 on task_completion: what its writes really cost)."""
     label_studio = srv.create_database(name=f"bench_tpl_ls_{uuid.uuid4().hex[:6]}")
     with srv.connect(label_studio) as conn:
-        conn.execute(sql.read("label_studio_sandbox.sql"))
-        conn.execute(SEED_SQL)
+        if schema == "real":
+            conn.execute(REAL_SCHEMA.read_text())
+            conn.execute("reset all")  # the dump leaves an empty search_path behind
+        else:
+            conn.execute(sql.read("label_studio_sandbox.sql"))
+        conn.execute(SEED_USER[schema])
+        conn.execute(SEED_SQL.format(task_columns=TASK_COLUMNS, task_values=TASK_VALUES))
         conn.execute("vacuum analyze")
     installed = srv.create_database(label_studio, name=f"bench_tpl_outbox_{uuid.uuid4().hex[:6]}")
     with srv.connect(installed) as conn:
@@ -333,14 +365,15 @@ def add_webhook(
 # -- pgbench -----------------------------------------------------------------------------------
 
 PGBENCH_TASK = f"""\
-insert into public.task (data, project_id, overlap, inner_id, meta)
-values ('{TASK_DATA}'::jsonb, 1, 1, :client_id, '{{}}'::jsonb);
+insert into public.task (data, project_id, inner_id, meta{TASK_COLUMNS})
+values ('{TASK_DATA}'::jsonb, 1, :client_id, '{{}}'::jsonb{TASK_VALUES});
 """
 PGBENCH_ANNOTATION = f"""\
 \\set tid random(1, {SEED_TASKS})
 insert into public.task_completion (result, task_id, project_id, completed_by_id, lead_time,
-                                    last_action, was_cancelled, ground_truth)
-values ('{ANNOTATION_RESULT}'::jsonb, :tid, 1, 1, 4.2, 'submitted', false, false);
+                                    last_action, was_cancelled, ground_truth, created_at, updated_at,
+                                    result_count)
+values ('{ANNOTATION_RESULT}'::jsonb, :tid, 1, 1, 4.2, 'submitted', false, false, now(), now(), 1);
 """
 
 
@@ -595,6 +628,7 @@ class Context:
     quick: bool
     repeat: int
     profile_dir: Path | None = None
+    schema: str = "sandbox"
     _backlogs: dict[int, str] = field(default_factory=dict)
 
     def profile(self, label: str) -> Path | None:

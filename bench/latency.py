@@ -22,8 +22,8 @@ NAME = "latency"
 RATE = 200.0
 WARMUP = 20
 INSERT = (
-    "insert into public.task (data, project_id, overlap, meta) "
-    "values (%s::jsonb, 1, 1, '{}'::jsonb) returning id"
+    f"insert into public.task (data, project_id, meta{harness.TASK_COLUMNS}) "
+    f"values (%s::jsonb, 1, '{{}}'::jsonb{harness.TASK_VALUES}) returning id"
 )
 
 

@@ -23,30 +23,30 @@ from bench.harness import Context, MeasureResult, RelayProcess
 NAME = "memory"
 MB = 1024 * 1024
 
-IMPORT = """
-insert into public.task (data, project_id, inner_id, meta, overlap)
+IMPORT = f"""
+insert into public.task (data, project_id, inner_id, meta{harness.TASK_COLUMNS})
 select jsonb_build_object(
            'text', 'Imported task ' || g || ': a sentence to label, about eighty characters long.',
            'image', 's3://bench/images/' || lpad(g::text, 8, '0') || '.jpg',
            'meta_info', jsonb_build_object('batch', g / 1000)),
-       1, g, '{}'::jsonb, 1
+       1, g, '{{}}'::jsonb{harness.TASK_VALUES}
 from generate_series(1, %(tasks)s) g
 """
 
 
 # Tasks whose text is ``%(kib)s`` KiB of hex digits (incompressible enough to be stored as large).
-LARGE_IMPORT = """
-insert into public.task (data, project_id, inner_id)
+LARGE_IMPORT = f"""
+insert into public.task (data, project_id, inner_id{harness.TASK_COLUMNS})
 select jsonb_build_object('text', (select string_agg(md5(g::text || i::text), '')
-                                   from generate_series(1, %(kib)s * 32) i)), 1, g
+                                   from generate_series(1, %(kib)s * 32) i)), 1, g{harness.TASK_VALUES}
 from generate_series(1, %(tasks)s) g
 """
 
 
 # An annotation made right after the large import, on a task that was there before it.
-AFTER_IMPORT = """
-insert into public.task_completion (task_id, project_id, result)
-select min(id), 1, '[]' from public.task where project_id = 1
+AFTER_IMPORT = f"""
+insert into public.task_completion (task_id, project_id, result{harness.ANNOTATION_COLUMNS})
+select min(id), 1, '[]'{harness.ANNOTATION_VALUES} from public.task where project_id = 1
 """
 ANNOTATION_DELIVERED = """
 select count(*) from outbox.delivery d join outbox.event e on e.id = d.event_id

@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
         help="record a py-spy profile (raw collapsed stacks) of every relay into DIR",
     )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    parser.add_argument(
+        "--schema",
+        choices=harness.SCHEMAS,
+        default="sandbox",
+        help="Label Studio's tables: the project's fixture (sandbox), or Label Studio 1.23.2's real DDL",
+    )
     return parser  # fmt: skip
 
 
@@ -92,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     with harness.server(args.database_url) as srv, ReceiverProcess() as receiver:
         settings = srv.settings()
-        templates = harness.make_templates(srv)
-        ctx = Context(srv, templates, receiver, args.quick, repeat, args.profile)
+        templates = harness.make_templates(srv, args.schema)
+        ctx = Context(srv, templates, receiver, args.quick, repeat, args.profile, schema=args.schema)
         for name in names:
             print(f"[bench] {name} …", file=sys.stderr, flush=True)
             measure_started = time.monotonic()
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     title = (
         f"outbox bench{' --quick' if args.quick else ''} · {version} · {now:%Y-%m-%d %H:%M} UTC · "
         f"PostgreSQL {settings.get('server_version', '?')} "
-        f"({'embedded' if srv.embedded else 'given'}) · wall {wall:.0f} s"
+        f"({'embedded' if srv.embedded else 'given'}) · {args.schema} schema · wall {wall:.0f} s"
     )
     report.print_table(results, title)
     if args.markdown:
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": harness.machine(),
         "source": code,
         "server": {"embedded": srv.embedded, "settings": settings},
+        "schema": args.schema,
         "measures": {
             r.name: {
                 "seconds": r.seconds,
