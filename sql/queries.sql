@@ -196,9 +196,11 @@ select ord, event_id from input;
 
 -- name: row_sizes
 -- Estimated JSON sizes of the rows payloads are built from, so that chunks are bounded by bytes
--- (relay/chunks.py adds a fixed allowance per object): the text of the large columns.
+-- (relay/chunks.py adds a fixed allowance per object): the text of the large columns, and a task's
+-- comment authors (its body lists their ids: up to 10 digits and a comma each, unbounded in number).
 select 'task' as kind, t.id, null::integer as task_id,
-       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0) as bytes
+       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0)
+       + 11 * (select count(*) from public.task_comment_authors c where c.task_id = t.id) as bytes
 from public.task t
 where t.id = any(%(task_ids)s)
    or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s))
