@@ -301,7 +301,10 @@ def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
     """Why a chunk's body is not built: one row that alone is over the byte budget."""
     if not chunks.too_large(chunk, max_bytes):
         return None
-    row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    if chunk.envelope > max_bytes:  # no row is the cause: every body of the event is too large
+        row = f" (the project {event.project_id} alone takes {chunk.envelope} bytes)"
+    else:
+        row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
     size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
     return (
         f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "

@@ -99,3 +99,4 @@ async def test_a_project_over_the_limit_does_not_split_an_import_into_a_dead_chu
     dead = not_delivered(conn)
     assert len(dead) == 1, f"{len(dead)} dead deliveries for one import of 50 tasks"
     assert dead[0]["error_class"] == "too_large" and "(row" not in dead[0]["error"]
+    assert "the project 7 alone" in dead[0]["error"]
