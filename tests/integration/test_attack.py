@@ -100,3 +100,21 @@ async def test_a_project_over_the_limit_does_not_split_an_import_into_a_dead_chu
     assert len(dead) == 1, f"{len(dead)} dead deliveries for one import of 50 tasks"
     assert dead[0]["error_class"] == "too_large" and "(row" not in dead[0]["error"]
     assert "the project 7 alone" in dead[0]["error"]
+
+
+@pytest.mark.xfail(strict=True, reason="deletes are not sized: their bodies are built whatever size (not fixed)")
+async def test_a_delete_over_the_limit_is_never_built(project7, receiver, start_relay):
+    """Issue 9 item 2 ("never built; the relay's memory stays bounded"): TASKS_DELETED is not
+    split (Label Studio lists every id in one body) and not sized either, so a delete of 8,000
+    tasks under a 64 KiB limit is built (~100 KiB, stored in outbox.payload) and only then
+    refused by the sender. Unbounded: a Data Manager delete of millions of tasks builds a body of
+    tens of MiB in the relay whatever OUTBOX_MAX_BODY_BYTES says."""
+    conn = project7
+    _big_tasks(conn, 7, [0] * 8000)
+    conn.execute("delete from outbox.change")
+    lsdb.webhook(conn, receiver.url, project_id=7)
+    async with start_relay(max_body_bytes=64 * KiB):
+        conn.execute("delete from task where project_id = 7")
+        await settled(conn)
+    payload = conn.execute("select body is null as unbuilt, error from outbox.payload").fetchone()
+    assert payload["unbuilt"] and "OUTBOX_MAX_BODY_BYTES" in payload["error"]
