@@ -38,9 +38,10 @@ ROUTING_LOCK = 0x726F757465
 LONGEST_DISABLE_AFTER = timedelta(days=36500)
 # 'clai(m)' in ASCII: the space of per-webhook advisory locks taken while claiming.
 CLAIM_LOCK_SPACE = 0x636C6169  # an int4: the two-key form of advisory locks
-# Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
+# Actions whose bodies can be large (rows, the project, or ids by the million): sized when routed,
+# so that a body over OUTBOX_MAX_BODY_BYTES is never built. Only CHUNKED ones are split by bytes.
 SIZED = CHUNKED | {Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED, Action.PROJECT_CREATED,
-                   Action.PROJECT_UPDATED}  # fmt: skip
+                   Action.PROJECT_UPDATED, Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED}  # fmt: skip
 # Bodies built in one step are fetched and encoded together: at most this many bytes of them
 # (one body of the default OUTBOX_MAX_BODY_BYTES), so that a cycle of the pipeline stays short and
 # the relay's memory bounded while a huge import is built. Bodies at least LARGE_BODY are built

@@ -102,7 +102,6 @@ async def test_a_project_over_the_limit_does_not_split_an_import_into_a_dead_chu
     assert "the project 7 alone" in dead[0]["error"]
 
 
-@pytest.mark.xfail(strict=True, reason="deletes are not sized: their bodies are built whatever size (not fixed)")
 async def test_a_delete_over_the_limit_is_never_built(project7, receiver, start_relay):
     """Issue 9 item 2 ("never built; the relay's memory stays bounded"): TASKS_DELETED is not
     split (Label Studio lists every id in one body) and not sized either, so a delete of 8,000
@@ -118,3 +117,21 @@ async def test_a_delete_over_the_limit_is_never_built(project7, receiver, start_
         await settled(conn)
     payload = conn.execute("select body is null as unbuilt, error from outbox.payload").fetchone()
     assert payload["unbuilt"] and "OUTBOX_MAX_BODY_BYTES" in payload["error"]
+
+
+async def test_a_body_too_large_to_build_still_reaches_webhooks_without_payload(
+    project7, receiver, start_relay
+):
+    """Issue 9 item 2: an annotation of a task over the limit, for a webhook with the payload and
+    one without: the first delivery is dead (too_large), the second gets its {"action"} body."""
+    conn = project7
+    full = lsdb.webhook(conn, f"{receiver.url}/full", project_id=7)
+    bare = lsdb.webhook(conn, f"{receiver.url}/bare", project_id=7, send_payload=False)
+    _big_tasks(conn, 7, [80])
+    conn.execute("delete from outbox.change")
+    async with start_relay(max_body_bytes=64 * KiB):
+        conn.execute("insert into task_completion (task_id, project_id, result) select id, 7, '[]' from task")
+        await settled(conn)
+    assert [(r.path, r.json) for r in receiver.requests] == [("/bare", {"action": "ANNOTATION_CREATED"})]
+    states = {r["webhook_id"]: r["state"] for r in conn.execute("select webhook_id, state from outbox.delivery")}
+    assert states == {full: "dead", bare: "delivered"}
