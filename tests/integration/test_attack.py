@@ -5,10 +5,14 @@ Each test names the hardening item it holds the relay to. Real PostgreSQL, real 
 
 from __future__ import annotations
 
+import signal
+import time
 from typing import Any
 
 import pytest
+from psycopg import sql as pgsql
 
+from outbox import db
 from tests.integration.test_hardening_routing import _big_tasks, settled
 from tests.support import lsdb
 
@@ -133,5 +137,45 @@ async def test_a_body_too_large_to_build_still_reaches_webhooks_without_payload(
         conn.execute("insert into task_completion (task_id, project_id, result) select id, 7, '[]' from task")
         await settled(conn)
     assert [(r.path, r.json) for r in receiver.requests] == [("/bare", {"action": "ANNOTATION_CREATED"})]
-    states = {r["webhook_id"]: r["state"] for r in conn.execute("select webhook_id, state from outbox.delivery")}
+    states = {
+        r["webhook_id"]: r["state"] for r in conn.execute("select webhook_id, state from outbox.delivery")
+    }
     assert states == {full: "dead", bare: "delivered"}
+
+
+@pytest.mark.parametrize(
+    ("table", "waiting"),
+    [("outbox.change", "outbox-relay-pipeline"), ("outbox.attempt", "outbox-relay-recorder")],
+    ids=["routing-blocked", "recording-blocked"],
+)
+async def test_one_sigterm_stops_a_relay_whose_statements_wait_on_a_lock(
+    database_url, conn, project7, receiver, spawn_relay, sql_wait, table, waiting
+):
+    """Issue 9 item 4: a session (an operator's psql, a migration) holds a lock the relay's next
+    statement waits for, routing's or the recorder's, with a result to record; one SIGTERM
+    still stops the relay within OUTBOX_SHUTDOWN_GRACE (2 s here), with exit status 0."""
+    lsdb.webhook(conn, receiver.url, project_id=7)
+    relay = spawn_relay(database_url)
+    await relay.registered()
+    with db.connect_sync(database_url, autocommit=False) as blocker:
+        schema, name = table.split(".")
+        blocker.execute(
+            pgsql.SQL("lock table {} in access exclusive mode").format(pgsql.Identifier(schema, name))
+        )
+        if table == "outbox.attempt":
+            conn.execute("insert into task (data, project_id) values ('{}', 7)")
+            await receiver.wait_until(lambda requests: len(requests) == 1)
+        await sql_wait(
+            "select count(*) > 0 as ok from pg_stat_activity"
+            " where application_name = %s and wait_event_type = 'Lock'",
+            (waiting,),
+        )
+        relay.signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        status = await relay.exited(15)
+        took = time.monotonic() - signalled
+        blocker.rollback()
+    print(f"\n{table} locked: stopped {took:.2f} s after SIGTERM")
+    assert status == 0, relay.output()
+    assert took < 2 + 5, relay.output()  # the grace, and generous room for a loaded machine
+    assert "Traceback" not in relay.output(tail=None)
