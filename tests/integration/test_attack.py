@@ -5,14 +5,17 @@ Each test names the hardening item it holds the relay to. Real PostgreSQL, real 
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from typing import Any
 
+import anyio
 import pytest
 from psycopg import sql as pgsql
 
 from outbox import db
+from outbox.receiver import Received, Receiver, Reply
 from tests.integration.test_hardening_routing import _big_tasks, settled
 from tests.support import lsdb
 
@@ -179,3 +182,32 @@ async def test_one_sigterm_stops_a_relay_whose_statements_wait_on_a_lock(
     assert status == 0, relay.output()
     assert took < 2 + 5, relay.output()  # the grace, and generous room for a loaded machine
     assert "Traceback" not in relay.output(tail=None)
+
+
+async def test_a_webhook_deleted_while_its_request_is_in_flight_costs_nothing_else(
+    project7, start_relay, caplog
+):
+    """Issue 9 item 3: a webhook is deleted (its deliveries with it) while its request is in
+    flight; the result then has no row to land on. The recorder goes on: the next event reaches
+    the other webhook, and nothing is logged as refused."""
+    conn = project7
+    release = anyio.Event()
+
+    async def respond(request: Received) -> Reply:
+        if request.path == "/doomed":
+            await release.wait()
+        return Reply()
+
+    async with Receiver(respond) as receiver:
+        doomed = lsdb.webhook(conn, f"{receiver.url}/doomed", project_id=7)
+        lsdb.webhook(conn, f"{receiver.url}/other", project_id=7)
+        async with start_relay():
+            conn.execute("insert into task (data, project_id) values ('{\"n\": 1}', 7)")
+            await receiver.wait_until(lambda requests: {r.path for r in requests} == {"/doomed", "/other"})
+            conn.execute("delete from outbox.webhook where id = %s", (doomed,))
+            release.set()
+            conn.execute("insert into task (data, project_id) values ('{\"n\": 2}', 7)")
+            await settled(conn)
+            await receiver.wait_until(lambda requests: len(requests) == 3)
+    assert [r.path for r in receiver.requests].count("/other") == 2
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.ERROR] == []
