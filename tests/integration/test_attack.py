@@ -211,3 +211,29 @@ async def test_a_webhook_deleted_while_its_request_is_in_flight_costs_nothing_el
             await receiver.wait_until(lambda requests: len(requests) == 3)
     assert [r.path for r in receiver.requests].count("/other") == 2
     assert [r.levelname for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_a_claim_of_more_bodies_than_the_cache_holds_sends_every_one(
+    project7, receiver, start_relay, monkeypatch, sql_wait
+):
+    """Issue 9 item 2: a claim puts the bodies it fetched into the body cache and the dispatch then
+    reads them back from it; when one claim fetches more than the cache holds (64 MiB, eight bodies of
+    8 MiB: a webhook's default max_concurrency; 1 MiB here) the first ones are evicted before they are sent, and their attempts fail as
+    ``payload_missing``. Happens when many built chunks fall due together: a receiver back from
+    an outage (its retries are made due at once) or a relay restarted over a backlog."""
+    conn = project7
+    monkeypatch.setattr("relay.relay.BODY_CACHE_BYTES", 1024 * KiB)
+    webhook = lsdb.webhook(conn, "http://127.0.0.1:9/", project_id=7)  # nothing listens: retries
+    # 8 chunks (a webhook's max_concurrency) of ~200 KiB under a 256 KiB limit: 1.6 MiB
+    _big_tasks(conn, 7, [200] * 8)
+    async with start_relay(max_body_bytes=256 * KiB, retry_schedule=(0, 3600)):
+        await sql_wait("select count(*) from outbox.delivery where attempts = 1", until=lambda n: n == 8)
+    conn.execute("update outbox.webhook set url = %s where id = %s", (receiver.url, webhook))
+    conn.execute("update outbox.delivery set next_attempt_at = now()")  # the backlog is due
+    async with start_relay(max_body_bytes=256 * KiB, retry_schedule=(0, 0, 3600)):
+        await settled(conn)
+    errors = [
+        r["error_class"] for r in conn.execute("select error_class from outbox.attempt where attempt = 2")
+    ]
+    assert errors == [None] * 8
+    assert task_numbers(receiver) == list(range(1, 9))
