@@ -484,7 +484,7 @@ class Relay:
     ) -> None:
         for delivery in claim.deliveries:
             key = (delivery.event_id, delivery.chunk)
-            body = self._bodies.get(key) if delivery.send_payload else action_only(delivery.action)
+            body = claim.bodies.get(key) if delivery.send_payload else action_only(delivery.action)
             refused = claim.refused.get(key) if delivery.send_payload else None
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
