@@ -304,11 +304,14 @@ with webhooks as (
     select w.id, w.max_concurrency, w.send_payload, w.ordered,
            -- a token bucket: rate_limit tokens a second, at most max(1, rate_limit) saved up
            case when w.rate_limit is not null then
-               least(greatest(1, w.rate_limit),
-                     coalesce(r.tokens + extract(epoch from now() - r.updated_at) * w.rate_limit,
-                              greatest(1, w.rate_limit)))
+               least(greatest(1, x.rate),
+                     coalesce(r.tokens + extract(epoch from now() - r.updated_at) * x.rate,
+                              greatest(1, x.rate)))
            end as tokens
     from outbox.webhook w
+    -- the schema takes any positive rate_limit; beyond 1e9 a second it is unlimited in effect, and
+    -- read as 1e9 it never overflows a float here nor the integer the tokens become below
+    cross join lateral (select least(w.rate_limit, 1e9::float8) as rate) x
     left join outbox.webhook_rate r on r.webhook_id = w.id
     where w.id = any (string_to_array(nullif(current_setting('outbox.claimable', true), ''), ',')::integer[])
 ),
