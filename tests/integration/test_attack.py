@@ -239,13 +239,14 @@ async def test_a_claim_of_more_bodies_than_the_cache_holds_sends_every_one(
     assert task_numbers(receiver) == list(range(1, 9))
 
 
-@pytest.mark.parametrize("rate_limit", [3e9, 1e308])
+@pytest.mark.parametrize("rate_limit", [3e9, 1e308, float("inf"), float("nan")])
 async def test_a_webhook_with_a_huge_rate_limit_stops_no_other_webhook(
     project7, receiver, start_relay, rate_limit
 ):
     """Issue 9 item 3: the schema lets any positive rate_limit through; the claim turns a webhook's
     tokens into an integer (and adds elapsed seconds times the rate), so a rate of 3e9 or 1e308
-    made the one claim statement, for every webhook, fail with "out of range" forever."""
+    made the one claim statement, for every webhook, fail with "out of range" forever (NaN and
+    infinity pass `rate_limit > 0` too)."""
     conn = project7
     lsdb.webhook(conn, f"{receiver.url}/huge", project_id=7, rate_limit=rate_limit)
     lsdb.webhook(conn, f"{receiver.url}/plain", project_id=7)
