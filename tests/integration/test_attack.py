@@ -254,3 +254,24 @@ async def test_a_webhook_with_a_huge_rate_limit_stops_no_other_webhook(
         conn.execute("insert into task (data, project_id) values ('{\"n\": 1}', 7)")
         await settled(conn)
     assert sorted(r.path for r in receiver.requests) == ["/huge", "/plain"]
+
+
+@pytest.mark.xfail(strict=True, reason="one row with an infinite timestamp breaks the listing (not fixed)")
+@pytest.mark.parametrize("column", ["previous_secret_expires_at", "disabled_at"])
+async def test_a_webhook_with_an_infinite_timestamp_leaves_the_listing_usable(
+    project7, receiver, outbox_cli, column
+):
+    """Issue 9 item 8 (what SQL lets in): a timestamp column set to 'infinity' by SQL, which
+    PostgreSQL takes and Python's datetime cannot hold. Every listing (CLI and API) of every webhook
+    then fails with "The database refused a value of this request." (exit 2), a request that
+    sent no value."""
+    conn = project7
+    webhook = lsdb.webhook(conn, receiver.url, project_id=7)
+    conn.execute(
+        pgsql.SQL("update outbox.webhook set {} = 'infinity' where id = %s").format(pgsql.Identifier(column)),
+        (webhook,),
+    )
+    listed = await outbox_cli("webhooks", "list")
+    output = (listed.stdout + listed.stderr).decode()
+    assert "Traceback" not in output
+    assert listed.returncode == 0, output
