@@ -275,3 +275,19 @@ async def test_a_webhook_with_an_infinite_timestamp_leaves_the_listing_usable(
     output = (listed.stdout + listed.stderr).decode()
     assert "Traceback" not in output
     assert listed.returncode == 0, output
+
+
+@pytest.mark.xfail(strict=True, reason="a multi-dimensional retry_schedule is never used up (not fixed)")
+async def test_a_two_dimensional_retry_schedule_still_ends_in_dead(project7, start_relay, sql_wait):
+    """Issue 9 item 3: the schema's check (1 to 50 steps, none negative) lets a 2-D array through;
+    the relay reads it as lists of lists, every decision fails (TypeError), and each attempt is an
+    `internal` error retried after 60 s forever: a receiver answering 500 never makes it dead."""
+    conn = project7
+    async with Receiver(lambda _: Reply(status=500)) as receiver:
+        lsdb.webhook(conn, receiver.url, project_id=7, retry_schedule=[[0, 0], [0, 0]])
+        async with start_relay():
+            conn.execute("insert into task (data, project_id) values ('{}', 7)")
+            await sql_wait("select count(*) from outbox.attempt", until=lambda n: n >= 1)
+            await sql_wait(
+                "select count(*) from outbox.delivery where state = 'dead'", until=lambda n: n == 1
+            )
