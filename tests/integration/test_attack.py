@@ -291,3 +291,29 @@ async def test_a_two_dimensional_retry_schedule_still_ends_in_dead(project7, sta
             await sql_wait(
                 "select count(*) from outbox.delivery where state = 'dead'", until=lambda n: n == 1
             )
+
+
+async def test_a_webhook_switched_to_send_payload_with_deliveries_waiting_still_gets_them(
+    project7, receiver, start_relay, sql_wait
+):
+    """Issue 9 item 1: events routed while a webhook had send_payload off have no payload built;
+    the webhook is then switched on (an edit while its receiver was down). The claim waited for a
+    payload that will never exist: pending forever (and, for an ordered webhook, every later
+    delivery of the project behind it). Now dead at once, saying why; the next event arrives."""
+    conn = project7
+    webhook = lsdb.webhook(conn, "http://127.0.0.1:9/", project_id=7, send_payload=False)
+    async with start_relay(retry_schedule=(0, 3600)):
+        conn.execute("insert into task (data, project_id) values ('{}', 7)")
+        await sql_wait("select count(*) from outbox.attempt", until=lambda n: n == 1)
+    conn.execute(
+        "update outbox.webhook set url = %s, send_payload = true where id = %s", (receiver.url, webhook)
+    )
+    conn.execute("update outbox.delivery set next_attempt_at = now()")
+    async with start_relay(retry_schedule=(0, 0, 3600)):
+        await settled(conn, timeout=10)
+        conn.execute("insert into task (data, project_id) values ('{}', 7)")
+        await settled(conn, timeout=10)
+    assert [r.action for r in receiver.requests] == ["TASKS_CREATED"]
+    assert receiver.requests[0].json["tasks"][0]["id"] > 0  # the next event, with its payload
+    last = conn.execute("select error_class, error from outbox.attempt where attempt = 2").fetchone()
+    assert last["error_class"] == "payload_missing" and "send_payload" in last["error"]
