@@ -533,7 +533,9 @@ class Relay:
                 outcome = Outcome(None, "too_large", refused, "", 0.0)
                 logged: dict[str, str] = {}
             elif body is None:
-                outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
+                # routed while the webhook had send_payload off: no payload was ever built
+                error = "no payload was built for this event (routed while send_payload was off)"
+                outcome = Outcome(None, "payload_missing", error, "", 0.0)
                 logged = {}
             else:
                 sender = self._sender

@@ -325,10 +325,12 @@ claimable as (
           and d.state = 'pending'
           and d.next_attempt_at <= now()
           and (d.lease_until is null or d.lease_until < now())
-          -- a scalar subquery, so the payload is looked up by key for the few rows read
-          and (not w.send_payload or (
-                select p.built_at from outbox.payload p
-                where p.event_id = d.event_id and p.chunk = d.chunk) is not null)
+          -- a scalar subquery, so the payload is looked up by key for the few rows read; an event
+          -- routed while the webhook had send_payload off has no payload to wait for (the
+          -- attempt is then dead as payload_missing, instead of pending forever)
+          and (not w.send_payload or coalesce((
+                select p.built_at is not null from outbox.payload p
+                where p.event_id = d.event_id and p.chunk = d.chunk), true))
           and (not w.ordered or not exists (
                 select 1 from outbox.delivery e
                 where e.webhook_id = d.webhook_id and e.state = 'pending' and e.id < d.id
