@@ -317,3 +317,22 @@ async def test_a_webhook_switched_to_send_payload_with_deliveries_waiting_still_
     assert receiver.requests[0].json["tasks"][0]["id"] > 0  # the next event, with its payload
     last = conn.execute("select error_class, error from outbox.attempt where attempt = 2").fetchone()
     assert last["error_class"] == "payload_missing" and "send_payload" in last["error"]
+
+
+async def test_relays_started_and_stopped_in_a_loop_lose_nothing(project7, receiver, start_relay, caplog):
+    """Issue 9 items 1 and 4: a relay stopped and started again ten times while tasks are
+    created, two relays overlapping each time: every task arrives, and nothing is logged as an
+    error."""
+    conn = project7
+    lsdb.webhook(conn, receiver.url, project_id=7)
+    for n in range(1, 11):
+        async with start_relay():
+            conn.execute("insert into task (data, project_id) values (jsonb_build_object('n', %s), 7)", (n,))
+            async with start_relay():
+                conn.execute(
+                    "insert into task (data, project_id) values (jsonb_build_object('n', %s), 7)", (100 + n,)
+                )
+    async with start_relay():
+        await settled(conn)
+    assert sorted(set(task_numbers(receiver))) == sorted([*range(1, 11), *range(101, 111)])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
