@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 import orjson
@@ -54,8 +54,9 @@ async def claim_deliveries(
     cached: BodyCache,
     busy: Mapping[int, int],
 ) -> Claim:
-    """Lease up to ``limit`` due deliveries (committed before returning), and put the bodies they
-    need that ``cached`` lacks into it. ``busy``: this relay's requests in flight per webhook.
+    """Lease up to ``limit`` due deliveries (committed before returning), with the bodies they
+    need: from ``cached``, else fetched (and put into it). The claim holds them itself: one claim
+    may need more than the cache keeps. ``busy``: this relay's requests in flight per webhook.
     The caller's transaction must be durable (see ``transaction``)."""
     await conn.execute(query("lock_claimable_webhooks"), {"lock_space": CLAIM_LOCK_SPACE})
     rows = await (
@@ -72,13 +73,12 @@ async def claim_deliveries(
     ).fetchall()
     claimed = [Claimed.from_row(row) for row in rows]
     refused: dict[tuple[int, int], str] = {}
-    missing = sorted(
-        {
-            (c.event_id, c.chunk)
-            for c in claimed
-            if c.send_payload and cached.get((c.event_id, c.chunk)) is None
-        }
-    )
+    found: dict[tuple[int, int], bytes] = {}
+    for key in {(c.event_id, c.chunk) for c in claimed if c.send_payload}:
+        body = cached.get(key)
+        if body is not None:
+            found[key] = body
+    missing = sorted({(c.event_id, c.chunk) for c in claimed if c.send_payload} - found.keys())
     if missing:
         bodies = await (
             await conn.execute(
@@ -89,19 +89,21 @@ async def claim_deliveries(
         for row in bodies:
             key = (row["event_id"], row["chunk"])
             if row["body"] is not None:
-                cached.put(key, bytes(row["body"]))
+                found[key] = bytes(row["body"])
+                cached.put(key, found[key])
             elif row["error"] is not None:
                 refused[key] = row["error"]
-    return Claim(claimed, refused)
+    return Claim(claimed, refused, found)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """What a claim leased, and the payloads among them that are refused instead of built (too
-    large), with why, by (event id, chunk)."""
+    """What a claim leased, and by (event id, chunk) the bodies its deliveries send and the
+    payloads refused instead of built (too large), with why."""
 
     deliveries: list[Claimed]
     refused: dict[tuple[int, int], str]
+    bodies: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
 async def release_leases(conn: Conn, relay_id: UUID) -> None:

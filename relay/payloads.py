@@ -171,7 +171,7 @@ def estimate(
         return [sizes.task(task_id) for task_id in row_ids], envelope
     if action in (Action.ANNOTATION_CREATED, Action.ANNOTATIONS_CREATED, Action.ANNOTATION_UPDATED):
         return [sizes.annotation(annotation_id) for annotation_id in row_ids], envelope
-    return [16 for _ in row_ids], envelope  # {"id": N}
+    return [18 for _ in row_ids], envelope  # {"id": N}, and a comma: N has up to 10 digits
 
 
 def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows: Snapshot) -> Body:

@@ -262,7 +262,7 @@ class Relay:
     ) -> None:
         for delivery in claimed.deliveries:
             key = (delivery.event_id, delivery.chunk)
-            body = self._bodies.get(key) if delivery.send_payload else action_only(delivery.action)
+            body = claimed.bodies.get(key) if delivery.send_payload else action_only(delivery.action)
             refused = claimed.refused.get(key) if delivery.send_payload else None
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
@@ -311,7 +311,9 @@ class Relay:
                 outcome = Outcome(None, "too_large", refused, "", 0.0)
                 logged: dict[str, str] = {}
             elif body is None:
-                outcome = Outcome(None, "payload_missing", "the payload body is missing", "", 0.0)
+                # routed while the webhook had send_payload off: no payload was ever built
+                error = "no payload was built for this event (routed while send_payload was off)"
+                outcome = Outcome(None, "payload_missing", error, "", 0.0)
                 logged = {}
             else:
                 sender = self._sender

@@ -29,9 +29,10 @@ DETACH_WAIT = timedelta(seconds=60)
 ROUTING_LOCK = 0x726F757465
 
 
-# Actions whose bodies hold rows that can be large: their chunks are bounded by bytes too.
+# Actions whose bodies can be large (rows, the project, or ids by the million): sized when routed,
+# so that a body over OUTBOX_MAX_BODY_BYTES is never built. Only CHUNKED ones are split by bytes.
 SIZED = CHUNKED | {Action.ANNOTATION_CREATED, Action.ANNOTATION_UPDATED, Action.PROJECT_CREATED,
-                   Action.PROJECT_UPDATED}  # fmt: skip
+                   Action.PROJECT_UPDATED, Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED}  # fmt: skip
 
 
 # With no settle delay, bodies are built while routing, up to this many bytes (the rest waits for
@@ -222,7 +223,10 @@ def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
     """Why a chunk's body is not built: one row that alone is over the byte budget."""
     if not chunks.too_large(chunk, max_bytes):
         return None
-    row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    if chunk.envelope > max_bytes:  # no row is the cause: every body of the event is too large
+        row = f" (the project {event.project_id} alone takes {chunk.envelope} bytes)"
+    else:
+        row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
     size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
     return (
         f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "

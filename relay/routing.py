@@ -62,8 +62,10 @@ class Routed:
 
     def sized(self, row_bytes: Sequence[int], envelope: int, max_bytes: int) -> Routed:
         """The same event, split by bytes as well as rows (``row_bytes``: each row's estimated
-        size, in ``event.row_ids`` order; ``envelope``: what every body holds besides them)."""
-        split = chunks.split(row_bytes, max_rows=self.chunk_size, max_bytes=max_bytes, envelope=envelope)
+        size, in ``event.row_ids`` order; ``envelope``: what every body holds besides them). Actions
+        Label Studio sends whole (deletes list every id) stay one chunk: only its size is known."""
+        bound = max_bytes if self.event.action in CHUNKED else None
+        split = chunks.split(row_bytes, max_rows=self.chunk_size, max_bytes=bound, envelope=envelope)
         return replace(self, chunks=tuple(split))
 
 

@@ -25,8 +25,8 @@ from typing import Literal
 # store, and a schedule step longer than that is a typo.
 MAX_DELAY = 10 * 365 * 86400.0
 
-# Failures that no retry can fix: the request itself is refused by policy.
-PERMANENT_ERRORS = frozenset({"too_large", "blocked", "invalid_url"})
+# Failures that no retry can fix: the request itself is refused by policy, or has no body to send.
+PERMANENT_ERRORS = frozenset({"too_large", "blocked", "invalid_url", "payload_missing"})
 
 # delta-seconds (RFC 9110): ASCII digits only (str.isdigit() also accepts "²", which float() refuses)
 _DELTA_SECONDS = re.compile(r"[0-9]+")

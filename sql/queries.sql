@@ -196,9 +196,11 @@ select ord, event_id from input;
 
 -- name: row_sizes
 -- Estimated JSON sizes of the rows payloads are built from, so that chunks are bounded by bytes
--- (relay/chunks.py adds a fixed allowance per object): the text of the large columns.
+-- (relay/chunks.py adds a fixed allowance per object): the text of the large columns, and a task's
+-- comment authors (its body lists their ids: up to 10 digits and a comma each, unbounded in number).
 select 'task' as kind, t.id, null::integer as task_id,
-       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0) as bytes
+       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0)
+       + 11 * (select count(*) from public.task_comment_authors c where c.task_id = t.id) as bytes
 from public.task t
 where t.id = any(%(task_ids)s)
    or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s))
@@ -302,11 +304,14 @@ with webhooks as (
     select w.id, w.max_concurrency, w.send_payload, w.ordered,
            -- a token bucket: rate_limit tokens a second, at most max(1, rate_limit) saved up
            case when w.rate_limit is not null then
-               least(greatest(1, w.rate_limit),
-                     coalesce(r.tokens + extract(epoch from now() - r.updated_at) * w.rate_limit,
-                              greatest(1, w.rate_limit)))
+               least(greatest(1, x.rate),
+                     coalesce(r.tokens + extract(epoch from now() - r.updated_at) * x.rate,
+                              greatest(1, x.rate)))
            end as tokens
     from outbox.webhook w
+    -- the schema takes any positive rate_limit; beyond 1e9 a second it is unlimited in effect, and
+    -- read as 1e9 it never overflows a float here nor the integer the tokens become below
+    cross join lateral (select least(w.rate_limit, 1e9::float8) as rate) x
     left join outbox.webhook_rate r on r.webhook_id = w.id
     where w.id = any (string_to_array(nullif(current_setting('outbox.claimable', true), ''), ',')::integer[])
 ),
@@ -320,10 +325,12 @@ claimable as (
           and d.state = 'pending'
           and d.next_attempt_at <= now()
           and (d.lease_until is null or d.lease_until < now())
-          -- a scalar subquery, so the payload is looked up by key for the few rows read
-          and (not w.send_payload or (
-                select p.built_at from outbox.payload p
-                where p.event_id = d.event_id and p.chunk = d.chunk) is not null)
+          -- a scalar subquery, so the payload is looked up by key for the few rows read; an event
+          -- routed while the webhook had send_payload off has no payload to wait for (the
+          -- attempt is then dead as payload_missing, instead of pending forever)
+          and (not w.send_payload or coalesce((
+                select p.built_at is not null from outbox.payload p
+                where p.event_id = d.event_id and p.chunk = d.chunk), true))
           and (not w.ordered or not exists (
                 select 1 from outbox.delivery e
                 where e.webhook_id = d.webhook_id and e.state = 'pending' and e.id < d.id

@@ -26,12 +26,15 @@ def test_chunks_cover_every_row_in_order_within_both_bounds(sizes, max_rows, max
     for chunk in split:
         assert chunk.rows <= max_rows
         assert chunk.bytes == envelope + sum(sizes[chunk.start : chunk.end])
-        if max_bytes is not None and chunk.rows > 1:
+        assert chunk.envelope == envelope
+        if max_bytes is not None and chunk.rows > 1 and envelope <= max_bytes:
             assert chunk.bytes <= max_bytes  # only a lone row may be over the budget
-    # greedy: no chunk could have taken the next row without breaking a bound
+    # greedy: no chunk could have taken the next row without breaking a bound (bytes bind only
+    # when some body can be within them)
+    binding = max_bytes is not None and envelope <= max_bytes
     for chunk, following in zip(split, split[1:], strict=False):
         next_size = sizes[following.start]
-        assert chunk.rows == max_rows or (max_bytes is not None and chunk.bytes + next_size > max_bytes)
+        assert chunk.rows == max_rows or (binding and chunk.bytes + next_size > max_bytes)
 
 
 @given(count=st.integers(min_value=0, max_value=20_000), max_rows=st.integers(min_value=1, max_value=6000))
@@ -47,6 +50,14 @@ def test_a_row_over_the_budget_is_alone_and_the_others_are_not_held_back():
     split = chunks.split([mb, mb, 20 * mb, mb], max_rows=5000, max_bytes=16 * mb, envelope=1000)
     assert [(c.start, c.end) for c in split] == [(0, 2), (2, 3), (3, 4)]
     assert [chunks.too_large(c, 16 * mb) for c in split] == [False, True, False]
+
+
+def test_an_envelope_over_the_budget_cuts_by_rows_alone():
+    """Issue 9 item 2: a project over the budget makes every body too large; its import is then
+    cut as Label Studio cuts it, one dead chunk per batch, not one per row."""
+    split = chunks.split([10] * 250, max_rows=100, max_bytes=2000, envelope=5000)
+    assert [c.rows for c in split] == [100, 100, 50]
+    assert all(chunks.too_large(c, 2000) for c in split)
 
 
 def test_max_rows_must_be_positive():
