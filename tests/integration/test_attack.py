@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 from psycopg import sql as pgsql
 
@@ -256,41 +257,35 @@ async def test_a_webhook_with_a_huge_rate_limit_stops_no_other_webhook(
     assert sorted(r.path for r in receiver.requests) == ["/huge", "/plain"]
 
 
-@pytest.mark.xfail(strict=True, reason="one row with an infinite timestamp breaks the listing (not fixed)")
-@pytest.mark.parametrize("column", ["previous_secret_expires_at", "disabled_at"])
-async def test_a_webhook_with_an_infinite_timestamp_leaves_the_listing_usable(
+@pytest.mark.parametrize("column", ["previous_secret_expires_at", "disabled_at", "created_at"])
+async def test_the_database_refuses_an_infinite_timestamp_that_would_break_every_listing(
     project7, receiver, outbox_cli, column
 ):
     """Issue 9 item 8 (what SQL lets in): a timestamp column set to 'infinity' by SQL, which
-    PostgreSQL takes and Python's datetime cannot hold. Every listing (CLI and API) of every webhook
-    then fails with "The database refused a value of this request." (exit 2), a request that
-    sent no value."""
+    Python's datetime cannot hold, made every listing (CLI and API) of every webhook fail with "The
+    database refused a value of this request." Now the database refuses it (0004), and the listing
+    works."""
     conn = project7
     webhook = lsdb.webhook(conn, receiver.url, project_id=7)
-    conn.execute(
-        pgsql.SQL("update outbox.webhook set {} = 'infinity' where id = %s").format(pgsql.Identifier(column)),
-        (webhook,),
-    )
+    with pytest.raises(psycopg.errors.CheckViolation, match="webhook_timestamps_finite"):
+        conn.execute(
+            pgsql.SQL("update outbox.webhook set {} = 'infinity' where id = %s").format(
+                pgsql.Identifier(column)
+            ),
+            (webhook,),
+        )
     listed = await outbox_cli("webhooks", "list")
     output = (listed.stdout + listed.stderr).decode()
-    assert "Traceback" not in output
-    assert listed.returncode == 0, output
+    assert listed.returncode == 0 and "Traceback" not in output, output
 
 
-@pytest.mark.xfail(strict=True, reason="a multi-dimensional retry_schedule is never used up (not fixed)")
-async def test_a_two_dimensional_retry_schedule_still_ends_in_dead(project7, start_relay, sql_wait):
-    """Issue 9 item 3: the schema's check (1 to 50 steps, none negative) lets a 2-D array through;
-    the relay reads it as lists of lists, every decision fails (TypeError), and each attempt is an
-    `internal` error retried after 60 s forever: a receiver answering 500 never makes it dead."""
-    conn = project7
-    async with Receiver(lambda _: Reply(status=500)) as receiver:
-        lsdb.webhook(conn, receiver.url, project_id=7, retry_schedule=[[0, 0], [0, 0]])
-        async with start_relay():
-            conn.execute("insert into task (data, project_id) values ('{}', 7)")
-            await sql_wait("select count(*) from outbox.attempt", until=lambda n: n >= 1)
-            await sql_wait(
-                "select count(*) from outbox.delivery where state = 'dead'", until=lambda n: n == 1
-            )
+@pytest.mark.parametrize("schedule", [[[0, 0], [0, 0]], [0, None, 5]], ids=["two-dimensional", "null-step"])
+async def test_the_database_refuses_a_retry_schedule_no_relay_could_use_up(project7, schedule):
+    """Issue 9 item 3: the schema's check (1 to 50 steps, none negative) let a 2-D array (or a NULL
+    step) through; the relay read it as lists of lists, every decision failed, and each attempt was
+    an `internal` error retried after 60 s forever. Now the database refuses it (0004)."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="webhook_retry_schedule"):
+        lsdb.webhook(project7, "http://127.0.0.1:9/", project_id=7, retry_schedule=schedule)
 
 
 async def test_a_webhook_switched_to_send_payload_with_deliveries_waiting_still_gets_them(

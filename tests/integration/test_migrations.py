@@ -10,6 +10,10 @@ import pytest
 
 from outbox import db, migrations
 
+# every migration this version ships, in the order migrate applies them (versioned, then capture)
+SHIPPED = [m.name for m in migrations.load()]
+assert SHIPPED[0] == "0001_schema.sql" and SHIPPED[-1] == "capture.sql"
+
 
 def connect(url: str) -> psycopg.Connection[Any]:
     return db.connect_sync(url, autocommit=True)
@@ -119,12 +123,7 @@ def test_printed_script_applied_with_psql_semantics_equals_migrate(
         migrations.migrate(conn)
         applied = conn.execute("select name, checksum from outbox.schema_migrations order by name").fetchall()
         applied_schema = schema_of(conn)
-    assert [r["name"] for r in printed] == [
-        "0001_schema.sql",
-        "0002_webhook_scope.sql",
-        "0003_payload_chunks.sql",
-        "capture.sql",
-    ]
+    assert [r["name"] for r in printed] == SHIPPED
     assert printed == applied
     assert printed_schema == applied_schema
     assert len(applied_schema["triggers"]) == 9 + 2
@@ -163,12 +162,7 @@ def test_a_fresh_database_gets_0001_then_0002_then_capture(ls_database_url):
     0002 adds the check of a webhook's organization and project (issue 9 item 9)."""
     with connect(ls_database_url) as conn:
         applied = [m.name for m in migrations.migrate(conn)]
-        assert applied == [
-            "0001_schema.sql",
-            "0002_webhook_scope.sql",
-            "0003_payload_chunks.sql",
-            "capture.sql",
-        ]
+        assert applied == SHIPPED
         scope = conn.execute(
             "select tgname from pg_trigger where tgrelid = 'outbox.webhook'::regclass and not tgisinternal"
             " order by 1"
