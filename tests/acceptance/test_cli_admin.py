@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 import pytest
 
 from relay.signing import generate_secret
+from tests.support.waiting import wait_until_answering
 
 
 def outbox(
@@ -171,16 +171,7 @@ def test_api_refuses_to_start_unprotected_then_serves(database_url):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[0]
-            assert time.monotonic() < deadline, "outbox api did not become ready"
-            time.sleep(0.1)
+        wait_until_answering(f"http://127.0.0.1:{port}/readyz", process, timeout=20, status=200)
         base = f"http://127.0.0.1:{port}"
         assert httpx.get(base + "/api/webhooks/").status_code == 401
         answer: Any = httpx.get(base + "/api/webhooks/", headers={"Authorization": f"Token {token}"})

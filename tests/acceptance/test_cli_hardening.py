@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from tests.support.waiting import wait_until, wait_until_answering
+
 PASSWORD = "Sup3rS3cretPW"
 TOKEN = "admin-Tok3n-never-printed-123"
 
@@ -120,12 +122,12 @@ def _start(*args: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
 
 
 def _wait_for_output(process: subprocess.Popen[str], log: Path, text: str, seconds: float = 30) -> str:
-    deadline = time.monotonic() + seconds
-    while text not in (output := log.read_text()):
+    def found() -> str | None:
+        output = log.read_text()
         assert process.poll() is None, f"exited {process.returncode} before {text!r}: {output}"
-        assert time.monotonic() < deadline, f"no {text!r} after {seconds} s: {output}"
-        time.sleep(0.05)
-    return output
+        return output if text in output else None
+
+    return wait_until(found, timeout=seconds, what=repr(text), last=log.read_text)
 
 
 def _stop(process: subprocess.Popen[str], log: Path) -> str:
@@ -168,16 +170,7 @@ def test_relay_logs_a_refusing_database_without_the_password(case):
 
 
 def _wait_until_serving(process: subprocess.Popen[str], log: Path, port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            return
-        except httpx.TransportError:
-            pass
-        assert process.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, f"outbox api did not start: {log.read_text()}"
-        time.sleep(0.05)
+    wait_until_answering(f"http://127.0.0.1:{port}/healthz", process, output=log.read_text)
 
 
 def test_api_logs_carry_no_secret(database_url):

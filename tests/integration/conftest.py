@@ -28,6 +28,7 @@ import pytest
 
 from outbox import db, migrations, sql
 from tests.support import lsdb
+from tests.support.waiting import eventually
 
 OUTBOX_CLI = Path(sys.executable).parent / "outbox"
 
@@ -57,17 +58,15 @@ async def wait_for_sql(
     what: str = "",
 ) -> Any:
     """Poll ``query`` (its first column) until ``until(value)``; AssertionError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
+    seen: list[Any] = [None]
+
+    def found() -> tuple[Any] | None:
         row = conn.execute(query, params).fetchone()
-        value = None if row is None else next(iter(row.values()))
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {what or query!r}; last value {value!r}"
-            )
-        await anyio.sleep(0.05)
+        seen[0] = None if row is None else next(iter(row.values()))
+        return (seen[0],) if until(seen[0]) else None
+
+    done = await eventually(found, timeout=timeout, what=what or repr(query), last=lambda: repr(seen[0]))
+    return done[0]
 
 
 @pytest.fixture
@@ -136,20 +135,19 @@ class RelayProcess:
         return None if row is None else row["id"]
 
     async def _until(self, found: Callable[[], Any], what: str, timeout: float) -> Any:
-        """Poll ``found()`` until it is truthy (returned); AssertionError if the relay exits first
+        """Wait until ``found()`` is truthy (returned); AssertionError if the relay exits first
         or after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not (value := found()):
+
+        def alive_and_found() -> Any:
             if self.proc.poll() is not None:
                 raise AssertionError(f"relay exited with {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"relay {what} within {timeout}s:\n{self.output()}")
-            await anyio.sleep(0.05)
-        return value
+            return found()
+
+        return await eventually(alive_and_found, timeout=timeout, what=f"the relay: {what}", last=self.output)
 
     async def registered(self, timeout: float = 15.0) -> str:
         """Wait until the relay has registered itself in outbox.relay; returns its id."""
-        return str(await self._until(self.relay_id, "did not register", timeout))
+        return str(await self._until(self.relay_id, "it registers", timeout))
 
     async def logged(self, pattern: str, timeout: float = 20.0) -> str:
         """Wait until the relay's log matches the regular expression ``pattern``; its log so far."""
@@ -158,7 +156,7 @@ class RelayProcess:
             log = self.output(tail=None)
             return log if re.search(pattern, log) else None
 
-        return str(await self._until(found, f"never logged {pattern!r}", timeout))
+        return str(await self._until(found, f"it logs {pattern!r}", timeout))
 
     def signal(self, signum: signal.Signals) -> None:
         if self.proc.poll() is None:

@@ -26,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outbox import db, migrations
+from tests.support.waiting import wait_until
 
 # A Label Studio write may wait for outbox's lock request at most LOCK_TIMEOUT (0.5 s), twice when
 # its commit also checks a foreign key onto a table outbox holds: "well under" this bound.
@@ -38,14 +39,6 @@ WRITES = 3
 
 def connect(url: str) -> psycopg.Connection[Any]:
     return db.connect_sync(url, autocommit=True)
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting until {what}")
-        time.sleep(0.01)
 
 
 def attached_triggers(conn: psycopg.Connection[Any]) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from fastapi import FastAPI
 
 from outbox.api import create_app
 from outbox.config import Settings
+from tests.support.waiting import wait_until
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 
@@ -53,11 +53,12 @@ def serve(app: FastAPI) -> Iterator[str]:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the admin API did not start")
-        time.sleep(0.01)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the admin API's server thread died"
+        return bool(server.started)
+
+    wait_until(started, timeout=10, what="the admin API to start", interval=0.01)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -7,23 +7,18 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import anyio
 import pytest
 from standardwebhooks import Webhook as Verifier
 
 from outbox.receiver import Reply
 from relay.signing import generate_secret
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 
 
 async def _until(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := await check()):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await anyio.sleep(0.05)
-    return value
+    return await eventually(check, timeout=timeout, what="the API to show it")
 
 
 async def test_test_event_is_signed_sent_and_logged(api, receiver, start_relay):

@@ -17,7 +17,6 @@ import json
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from outbox.api import create_app
 from outbox.api.app import MAX_BODY_BYTES, ROUTERS
 from tests.integration.api.conftest import ADMIN_TOKEN, api_settings
 from tests.integration.conftest import OUTBOX_CLI, OwnPostgres, _environment
+from tests.support.waiting import wait_until_answering
 
 # What the 401 has always looked like (Label Studio's body and header); nothing else changes.
 NOT_PROVIDED = "Authentication credentials were not provided."
@@ -328,16 +328,8 @@ def spawn_api(tmp_path: Path) -> Iterator[Callable[[str], ApiProcess]]:
             )
         started.append(proc)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    return ApiProcess(url, log, proc.pid)
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "outbox api did not start"
-            time.sleep(0.05)
+        wait_until_answering(url + "/healthz", proc, timeout=DEADLINE, status=200, output=log.read_text)
+        return ApiProcess(url, log, proc.pid)
 
     yield spawn
     for proc in started:
