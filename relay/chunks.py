@@ -8,7 +8,7 @@ and the rest of the event still arrives. When what every body holds besides its 
 object) is over the budget alone, no cut can help: the rows are cut by count alone, so that an
 import costs one dead chunk per ``WEBHOOK_BATCH_SIZE`` rows, not one per row.
 
-Sizes are estimates computed by SQL from the rows (``row_sizes`` in sql/queries.sql): the JSON text
+Sizes are estimates computed by SQL from the rows (``take_changes`` in sql/queries.sql): the JSON text
 of the large columns plus a fixed allowance per object, so they err on the large side.
 """
 

@@ -137,7 +137,7 @@ def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
 
 @dataclass(frozen=True)
 class Sizes:
-    """Estimated JSON sizes of the rows behind some payloads, by id (``row_sizes`` in SQL)."""
+    """Estimated JSON sizes of the rows behind some payloads, by id (``take_changes`` in SQL brings them)."""
 
     projects: Mapping[int, int] = field(default_factory=dict)
     tasks: Mapping[int, int] = field(default_factory=dict)

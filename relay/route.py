@@ -4,6 +4,7 @@ deliveries". The decisions are the pure modules' (events, routing, chunks, paylo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -94,7 +95,7 @@ async def route_changes(
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
     routed = [r for r in plan(group_changes(changes), webhooks, batch_size) if r.webhooks]
-    routed = await _sized(conn, routed, max_bytes)
+    routed = _sized(routed, _sizes(rows), max_bytes)
     built: list[tuple[int, build.Pending]] = []  # (position, chunk to build now)
     budget = IMMEDIATE_BUILD_BYTES
     for position, r in enumerate(routed, start=1):
@@ -138,32 +139,36 @@ async def route_changes(
     return RouteReport(len(done), routed, by_key)
 
 
-async def _sized(conn: Conn, routed: list[Routed], max_bytes: int) -> list[Routed]:
-    """Bound the chunks of events whose bodies are built by bytes as well as rows: the sizes of
-    their rows come from one query (the JSON text of the large columns)."""
-    wanted = [(i, r) for i, r in enumerate(routed) if r.needs_payload and r.event.action in SIZED]
-    if not wanted:
-        return routed
-    needs = [payloads.needs(r.event.action, r.event.project_id, r.event.row_ids) for _, r in wanted]
-    rows = await (
-        await conn.execute(
-            query("row_sizes"),
-            {
-                "task_ids": sorted({i for n in needs for i in n.tasks}),
-                "annotation_ids": sorted({i for n in needs for i in n.annotations}),
-                "project_ids": sorted({i for n in needs for i in n.projects}),
-            },
-        )
-    ).fetchall()
-    sizes = payloads.Sizes(
-        projects={r["id"]: r["bytes"] for r in rows if r["kind"] == "project"},
-        tasks={r["id"]: r["bytes"] for r in rows if r["kind"] == "task"},
-        annotations={r["id"]: (r["bytes"], r["task_id"]) for r in rows if r["kind"] == "annotation"},
-    )
+def _sizes(rows: Sequence[DictRow]) -> payloads.Sizes:
+    """The estimated sizes ``take_changes`` brought along with the changes (when some webhook wants
+    payloads), by row id: tasks, annotations with their task, projects."""
+    projects: dict[int, int] = {}
+    tasks: dict[int, int] = {}
+    annotations: dict[int, tuple[int, int | None]] = {}
+    for row in rows:
+        if row["task_bytes"] is None:
+            continue  # nobody wants payloads: nothing was sized
+        if row["project_id"] is not None and row["project_bytes"] is not None:
+            projects[row["project_id"]] = row["project_bytes"]
+        task_ids = row["row_ids"] if row["table_name"] == "task" else (row["task_ids"] or ())
+        tasks.update(zip(task_ids, row["task_bytes"], strict=False))
+        if row["table_name"] == "task_completion":
+            pairs = zip(row["own_bytes"], row["task_ids"] or (), strict=False)
+            annotations.update(zip(row["row_ids"], pairs, strict=False))
+        elif row["table_name"] == "project":
+            projects.update(zip(row["row_ids"], row["own_bytes"], strict=False))
+    return payloads.Sizes(projects=projects, tasks=tasks, annotations=annotations)
+
+
+def _sized(routed: list[Routed], sizes: payloads.Sizes, max_bytes: int) -> list[Routed]:
+    """Bound the chunks of events whose bodies are built by bytes as well as rows."""
     resized = list(routed)
-    for index, r in wanted:
-        row_bytes, envelope = payloads.estimate(r.event.action, r.event.project_id, r.event.row_ids, sizes)
-        resized[index] = r.sized(row_bytes, envelope, max_bytes)
+    for index, r in enumerate(routed):
+        if r.needs_payload and r.event.action in SIZED:
+            row_bytes, envelope = payloads.estimate(
+                r.event.action, r.event.project_id, r.event.row_ids, sizes
+            )
+            resized[index] = r.sized(row_bytes, envelope, max_bytes)
     return resized
 
 

@@ -103,6 +103,11 @@ select set_config('outbox.routing', pg_try_advisory_xact_lock(%(lock)s)::text, t
 -- deletion, which is still queued (changes are routed in order, and a project's deletion comes
 -- after every change made in it), else from a webhook of that project. A committed change becomes
 -- its events whatever happened to its rows since.
+-- While some active webhook wants payloads, the rows' estimated JSON sizes come along, so that
+-- routing can cut chunks by bytes without another round trip (relay/chunks.py adds a fixed
+-- allowance per object): the text of the large columns, and a task's comment authors (its body
+-- lists their ids). task_bytes: the tasks of the change (a task change's rows, an annotation
+-- change's tasks); own_bytes: an annotation's or a project's own; project_bytes: its project.
 with head as (
     select xid, detach_xid from outbox.change
     where current_setting('outbox.routing', true) = 'true'
@@ -114,6 +119,9 @@ open_batches as (
     where exists (select 1 from outbox.detached_task d where d.detach_xid = b.detach_xid)
       and (select max(c.captured_at) from outbox.change c where c.detach_xid = b.detach_xid)
           > now() - %(detach_wait)s
+),
+sizing as (
+    select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted
 )
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
        coalesce(c.organization_id, p.organization_id,
@@ -124,9 +132,36 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
                 (select w.organization_id from outbox.webhook w
                   where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
        c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
-       coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held
+       coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
+       sized.task_bytes, sized.own_bytes, sized.project_bytes
 from outbox.change c
 left join public.project p on c.organization_id is null and p.id = c.project_id
+left join lateral (
+    select
+        array(select coalesce((select octet_length(t.data::text)::bigint
+                                      + coalesce(octet_length(t.meta::text), 0)
+                                      + 11 * (select count(*) from public.task_comment_authors ca
+                                              where ca.task_id = t.id)
+                               from public.task t where t.id = u.id), 0)
+              from unnest(case c.table_name when 'task' then c.row_ids else c.task_ids end)
+                   with ordinality as u(id, n)
+              where c.op <> 'DELETE'
+              order by u.n) as task_bytes,
+        array(select coalesce(case c.table_name
+                  when 'task_completion' then
+                      (select coalesce(octet_length(a.result::text), 0)::bigint
+                              + coalesce(octet_length(a.prediction::text), 0)
+                       from public.task_completion a where a.id = u.id)
+                  when 'project' then
+                      (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = u.id)
+              end, 0)
+              from unnest(c.row_ids) with ordinality as u(id, n)
+              where c.table_name <> 'task' and c.op <> 'DELETE'
+              order by u.n) as own_bytes,
+        (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = c.project_id)
+            as project_bytes
+    where (select wanted from sizing)
+) sized on true
 where c.xid = any (array(select xid from head))
    or c.detach_xid = any (array(select detach_xid from head where detach_xid is not null))
 order by c.id;
@@ -193,26 +228,6 @@ select ord, event_id from input;
 
 -- ---------------------------------------------------------------------------------------------
 -- relay: building payloads
-
--- name: row_sizes
--- Estimated JSON sizes of the rows payloads are built from, so that chunks are bounded by bytes
--- (relay/chunks.py adds a fixed allowance per object): the text of the large columns, and a task's
--- comment authors (its body lists their ids: up to 10 digits and a comma each, unbounded in number).
-select 'task' as kind, t.id, null::integer as task_id,
-       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0)
-       + 11 * (select count(*) from public.task_comment_authors c where c.task_id = t.id) as bytes
-from public.task t
-where t.id = any(%(task_ids)s)
-   or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s))
-union all
-select 'annotation', a.id, a.task_id,
-       coalesce(octet_length(a.result::text), 0)::bigint + coalesce(octet_length(a.prediction::text), 0)
-from public.task_completion a
-where a.id = any(%(annotation_ids)s)
-union all
-select 'project', p.id, null, octet_length(to_jsonb(p)::text)::bigint
-from public.project p
-where p.id = any(%(project_ids)s);
 
 -- name: claim_payloads
 -- Payloads due to be built, small ones first: an annotation committed after a 1 GB import is built

@@ -46,7 +46,7 @@ def not_delivered(conn: Any) -> list[Any]:
 
 
 async def test_comment_authors_count_towards_a_chunks_size(project7, receiver, start_relay):
-    """Issue 9 item 2: a task's body holds its comment authors, but ``row_sizes`` only counts data
+    """Issue 9 item 2: a task's body holds its comment authors, but the size estimate (then ``row_sizes``) only counted data
     and meta. Six 10 KiB tasks with 1,000 commenters each, 64 KiB limit: the estimate puts five in
     one chunk, whose real body (~90 KiB) the sender then refuses as too_large: five tasks that each
     fit are dead together instead of arriving."""
