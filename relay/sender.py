@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from relay.deliveries import RESPONSE_BODY_LIMIT, Outcome, Request
+from relay.deliveries import RESPONSE_BODY_LIMIT, Outcome, Request, clean_text
 from relay.urls import AddressPolicy, blocked_address, blocked_url, redact_url
 
 # Once the status line and headers are in, the status decides the outcome and the body is read
@@ -66,13 +66,6 @@ def _failure(error_class: str, error: str, started: float) -> Outcome:
     return Outcome(None, error_class, error, "", (time.perf_counter() - started) * 1000)
 
 
-def storable(text: str, limit: int | None = None) -> str:
-    """Text a receiver chose, as PostgreSQL's text type takes it: lone surrogates (undecodable
-    header bytes) and NUL (refused by text columns) become U+FFFD; at most ``limit`` characters."""
-    text = text if limit is None or len(text) <= limit else text[:limit] + "…"
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").replace("\x00", "\ufffd")
-
-
 def usable_retry_after(value: str | None) -> str | None:
     """``Retry-After`` as sent, when it can be delta-seconds or an HTTP date (printable ASCII);
     None otherwise (``²`` passes ``str.isdigit`` but not ``float``)."""
@@ -100,7 +93,7 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, aiohttp.ClientResponseError):
         # the receiver broke HTTP (a bad status line, an invalid or oversized header); str(exc)
         # would add the URL
-        return "connection", f"invalid HTTP response: {storable(exc.message, ERROR_TEXT_LIMIT)}"
+        return "connection", f"invalid HTTP response: {clean_text(exc.message, ERROR_TEXT_LIMIT)}"
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         # the exception text holds the URL, which may hold credentials
         return "invalid_url", f"the URL cannot be requested ({type(exc).__name__})"
@@ -179,14 +172,14 @@ class AiohttpSender:
             if status is None:
                 for spelled in (request.url, str(url)):  # no message may carry the URL
                     error = error.replace(spelled, "<url>")
-                return _failure(error_class, storable(error, ERROR_TEXT_LIMIT), started)
+                return _failure(error_class, clean_text(error, ERROR_TEXT_LIMIT), started)
             # The status arrived and decides; only the body was broken.
         duration = (time.perf_counter() - started) * 1000
-        text = storable(b"".join(chunks).decode("utf-8", errors="replace"))
+        text = clean_text(b"".join(chunks).decode("utf-8", errors="replace"), RESPONSE_BODY_LIMIT)
         if 200 <= status < 300:
             return Outcome(status, None, None, text, duration)
         if 300 <= status < 400:
-            target = storable(redact_url(location), ERROR_TEXT_LIMIT) if location else "nowhere"
+            target = clean_text(redact_url(location), ERROR_TEXT_LIMIT) if location else "nowhere"
             error = f"redirect ({status}) to {target} not followed"
             return Outcome(status, "redirect", error, text, duration)
         return Outcome(status, "http_status", f"HTTP {status}", text, duration, retry_after)
