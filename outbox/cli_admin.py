@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -483,25 +483,40 @@ Cursor = Annotated[str | None, typer.Option(help="`next` of the previous page.")
 
 @deliveries_app.command("list")
 def deliveries_list(
-    webhook_id: WebhookArg,
-    state: Annotated[str | None, typer.Option(help="pending, delivered, dead, or failed.")] = None,
+    webhook_id: Annotated[
+        int | None, typer.Argument(help="Webhook id (leave out for every webhook's).", min=1)
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option(help="pending, failing, delivered or dead.")
+    ] = None,
+    project: Annotated[int | None, typer.Option(help="Only this project's.", min=1)] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action's, e.g. TASKS_CREATED.")] = None,
     since: Since = None,
     until: Until = None,
     limit: Limit = 50,
     cursor: Cursor = None,
     as_json: Json = False,
 ) -> None:
-    """A webhook's deliveries, newest first."""
+    """Deliveries, newest first: one webhook's, or (without WEBHOOK_ID) every webhook's, e.g.
+    `outbox deliveries list --state failing` for what needs attention."""
     from outbox.admin import deliveries
     from outbox.cli_render import render_deliveries
 
-    if state not in (None, "pending", "delivered", "dead", "failed"):
-        raise CliError("--state: pending, delivered, dead or failed")
+    if state not in (None, *get_args(deliveries.StateFilter)):
+        raise CliError("--state: pending, failing, delivered or dead")
     wanted = cast("deliveries.StateFilter | None", state)
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     page = _run(
         lambda e: deliveries.list_deliveries(
-            e, webhook_id, state=wanted, since=start, until=end, cursor=cursor, limit=limit
+            e,
+            webhook_id,
+            state=wanted,
+            project=project,
+            action=action,
+            since=start,
+            until=end,
+            cursor=cursor,
+            limit=limit,
         ),
         as_json=as_json,
     )

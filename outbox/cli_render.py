@@ -83,11 +83,12 @@ def render_webhook(w: Webhook) -> None:
 
 
 def render_deliveries(page: DeliveryPage) -> None:
-    table = Table("ID", "STATE", "ACTION", "EVENT", "ATTEMPTS", "LAST", "CREATED", "NEXT ATTEMPT")
+    table = Table("ID", "WEBHOOK", "STATE", "ACTION", "EVENT", "ATTEMPTS", "LAST", "CREATED", "NEXT ATTEMPT")
     for d in page.results:
         last = _dash(d.last_status) if d.last_error is None else f"{_dash(d.last_status)} {d.last_error[:60]}"
         table.add_row(
             str(d.id),
+            str(d.webhook),
             f"[{_STATE_STYLE[d.state]}]{d.state}[/]" + (" (in flight)" if d.in_flight else ""),
             d.action,
             str(d.event),

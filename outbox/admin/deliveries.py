@@ -40,7 +40,8 @@ d = t.delivery
 e = t.event
 a = t.attempt
 
-StateFilter = Literal["pending", "delivered", "dead", "failed"]
+# "failing": pending after at least one failed attempt ("failed" is its older name, kept).
+StateFilter = Literal["pending", "failing", "delivered", "dead", "failed"]
 MAX_PAGE = 500
 RECOVER_BATCH = 500
 RELAY_ALIVE_SECONDS = 60
@@ -140,25 +141,35 @@ async def _require_webhook(conn: AsyncConnection, webhook_id: int) -> None:
 
 async def list_deliveries(
     engine: AsyncEngine,
-    webhook_id: int,
+    webhook_id: int | None = None,
     *,
     state: StateFilter | None = None,
+    project: int | None = None,
+    action: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
 ) -> DeliveryPage:
-    """A webhook's deliveries, newest first; ``state="failed"`` means pending after a failure."""
-    query = _delivery_query().where(d.c.webhook_id == webhook_id, *_range(d.c.created_at, since, until))
-    if state == "failed":
+    """Deliveries, newest first: one webhook's (``webhook_id``) or all webhooks'; ``state``
+    ``"failing"`` (or ``"failed"``) means pending after a failed attempt."""
+    query = _delivery_query().where(*_range(d.c.created_at, since, until))
+    if webhook_id is not None:
+        query = query.where(d.c.webhook_id == webhook_id)
+    if state in ("failing", "failed"):
         query = query.where(d.c.state == "pending", d.c.attempts > 0)
     elif state is not None:
         query = query.where(d.c.state == state)
+    if project is not None:
+        query = query.where(d.c.project_id == project)
+    if action is not None:
+        query = query.where(e.c.action == action)
     if cursor is not None:
         query = query.where(d.c.id < decode_cursor(cursor))
     size = _page_size(limit)
     async with transaction(engine) as conn:
-        await _require_webhook(conn, webhook_id)
+        if webhook_id is not None:
+            await _require_webhook(conn, webhook_id)
         rows = (await conn.execute(query.order_by(d.c.id.desc()).limit(size + 1))).all()
     results = [_delivery(row) for row in rows[:size]]
     more = len(rows) > size

@@ -60,6 +60,15 @@ async def list_events(
     )
 
 
+StateQuery = Annotated[
+    StateFilter | None,
+    Query(
+        description="pending, failing (pending after a failed attempt; `failed` is the same), "
+        "delivered or dead."
+    ),
+]
+
+
 @route(
     router,
     "GET",
@@ -68,13 +77,10 @@ async def list_events(
     summary="List a webhook's deliveries",
     responses=responses(400, 401, 404),
 )
-async def list_deliveries(
+async def list_webhook_deliveries(
     engine: Engine,
     webhook_id: WebhookId,
-    state: Annotated[
-        StateFilter | None,
-        Query(description="pending, delivered, dead, or failed (pending after a failed attempt)."),
-    ] = None,
+    state: StateQuery = None,
     since: Since = None,
     until: Until = None,
     cursor: Cursor = None,
@@ -82,6 +88,40 @@ async def list_deliveries(
 ) -> DeliveryPage:
     return await deliveries.list_deliveries(
         engine, webhook_id, state=state, since=since, until=until, cursor=cursor, limit=limit
+    )
+
+
+@route(
+    router,
+    "GET",
+    "/api/deliveries/",
+    response_model=DeliveryPage,
+    summary="List deliveries across webhooks",
+    responses=responses(400, 401, 404),
+)
+async def list_deliveries(
+    engine: Engine,
+    state: StateQuery = None,
+    webhook: Annotated[int | None, Query(ge=1, le=MAX_INT, description="Only this webhook's.")] = None,
+    project: Annotated[int | None, Query(ge=1, le=MAX_INT)] = None,
+    action: Annotated[EventAction | None, Query(description="e.g. TASKS_CREATED")] = None,
+    since: Since = None,
+    until: Until = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> DeliveryPage:
+    """Every webhook's deliveries, newest first: `?state=failing` or `?state=dead` finds what
+    needs attention without knowing which webhook (an unknown `webhook` is a 404)."""
+    return await deliveries.list_deliveries(
+        engine,
+        webhook,
+        state=state,
+        project=project,
+        action=None if action is None else action.value,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
     )
 
 

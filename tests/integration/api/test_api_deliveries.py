@@ -186,3 +186,39 @@ async def test_events_and_deliveries_are_paginated_newest_first(api, seeded):
         bad = await client.get(f"/api/webhooks/{hook['id']}/deliveries/", params={"state": "lost"})
         assert bad.status_code == 400 and "state" in bad.json()["validation_errors"]
         assert (await client.get("/api/webhooks/999/deliveries/")).status_code == 404
+
+
+async def test_failing_and_dead_deliveries_are_found_across_webhooks_in_cursor_pages(api, seeded):
+    async with api.async_client() as client:
+        hooks = [
+            (await client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1})).json()["id"]
+            for _ in range(3)
+        ]
+        dead = [i for hook in hooks for i in _dead_deliveries(seeded, hook, [datetime.now(UTC)] * 2)]
+        failing = dead.pop(1)  # one of the first webhook's is pending after a failure instead
+        seeded.execute("update outbox.delivery set state = 'pending', attempts = 3 where id = %s", (failing,))
+        delivered = _dead_deliveries(seeded, hooks[2], [datetime.now(UTC)])
+        seeded.execute("update outbox.delivery set state = 'delivered' where id = %s", (delivered[0],))
+
+        async def every(params: dict[str, Any]) -> list[int]:
+            seen: list[int] = []
+            cursor = None
+            while True:
+                page = await client.get("/api/deliveries/", params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})})
+                assert page.status_code == 200, page.text
+                seen += [d["id"] for d in page.json()["results"]]
+                cursor = page.json()["next"]
+                if cursor is None:
+                    return seen
+
+        assert await every({"state": "dead"}) == sorted(dead, reverse=True)
+        assert await every({"state": "failing"}) == await every({"state": "failed"}) == [failing]
+        assert await every({"state": "delivered"}) == delivered
+        assert await every({"state": "dead", "webhook": hooks[1]}) == sorted(dead[1:3], reverse=True)
+        assert await every({"project": 2}) == []
+        assert await every({"action": "TASKS_CREATED", "state": "failing"}) == [failing]
+        assert await every({"action": "PING"}) == []
+        assert (await client.get("/api/deliveries/", params={"webhook": 999})).status_code == 404
+        bad = await client.get("/api/deliveries/", params={"state": "lost"})
+        assert bad.status_code == 400 and "state" in bad.json()["validation_errors"]
+        assert (await client.get("/api/deliveries/", headers={"Authorization": ""})).status_code == 401
