@@ -351,12 +351,18 @@ def uninstall(conn: psycopg.Connection[Any]) -> None:
 
 
 def add_webhook(
-    conn: psycopg.Connection[Any], url: str, *, max_concurrency: int = 8, project_id: int | None = 1
+    conn: psycopg.Connection[Any],
+    url: str,
+    *,
+    max_concurrency: int = 8,
+    project_id: int | None = 1,
+    actions: str | None = None,
 ) -> int:
+    """A webhook for every action, or (``actions``) for that one only."""
     row = conn.execute(
-        "insert into outbox.webhook (organization_id, project_id, url, max_concurrency)"
-        " values (1, %s, %s, %s) returning id",
-        (project_id, url, max_concurrency),
+        "insert into outbox.webhook (organization_id, project_id, url, max_concurrency,"
+        " send_for_all_actions, actions) values (1, %s, %s, %s, %s, %s) returning id",
+        (project_id, url, max_concurrency, actions is None, [actions] if actions else []),
     ).fetchone()
     assert row is not None
     return int(row[0])

@@ -2,9 +2,14 @@
 
 A driver commits one single-row task INSERT at a time on a fixed schedule (200/s) and notes
 ``time.monotonic()`` right after COMMIT returns; the receiver (its own process) notes the arrival
-with the same system-wide clock (CLOCK_MONOTONIC on Linux). Each arrival is matched to its task
+with the same system-wide clock (CLOCK_MONOTONIC on Linux). Each arrival is matched to its row
 through its ``webhook-id`` (outbox.delivery.message_id → the event's row). The relay runs as
 deployed (``outbox relay``), with ``OUTBOX_SETTLE_MS=0`` and with the default settle delay.
+
+A third run follows Label Studio's annotation path (25/s): the annotation's INSERT, then, FOLLOW_UP
+later, its task's counters in a transaction of their own; the payload must show them. With the
+default settle delay, the time from the annotation's commit to its arrival is what a receiver of
+Label Studio's ``ANNOTATION_CREATED`` waits.
 """
 
 from __future__ import annotations
@@ -24,6 +29,16 @@ WARMUP = 20
 INSERT = (
     f"insert into public.task (data, project_id, meta{harness.TASK_COLUMNS}) "
     f"values (%s::jsonb, 1, '{{}}'::jsonb{harness.TASK_VALUES}) returning id"
+)
+ANNOTATION_RATE = 25.0
+FOLLOW_UP = 0.020  # Label Studio's counter update lands 10-50 ms after the annotation
+ANNOTATE = (
+    "insert into public.task_completion (result, task_id, project_id, completed_by_id, lead_time,"
+    f" last_action{harness.ANNOTATION_COLUMNS}) values (%s::jsonb, %s, 1, 1, 4.2, 'submitted'"
+    f"{harness.ANNOTATION_VALUES}) returning id"
+)
+COUNT_ANNOTATIONS = (
+    "update public.task set total_annotations = total_annotations + 1, is_labeled = true where id = %s"
 )
 
 
@@ -48,20 +63,45 @@ def _drive(conn: psycopg.Connection[Any], count: int) -> dict[int, float]:
     return committed
 
 
-def one_run(ctx: Context, settle_ms: int | None, seconds: float) -> dict[str, Any]:
+def _annotate(conn: psycopg.Connection[Any], count: int) -> dict[int, float]:
+    """Label Studio's annotation path at ANNOTATION_RATE: annotation id → its commit time."""
+    committed: dict[int, float] = {}
+    tasks = [int(r[0]) for r in conn.execute("select id from public.task order by id limit %s", (count,))]
+    start = time.monotonic()
+    for n, task in enumerate(tasks):
+        pause = start + n / ANNOTATION_RATE - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        row = conn.execute(ANNOTATE, (harness.ANNOTATION_RESULT, task)).fetchone()
+        committed[int(row[0]) if row else -1] = time.monotonic()
+        time.sleep(FOLLOW_UP)  # what Label Studio takes to update the counters, not a wait for us
+        conn.execute(COUNT_ANNOTATIONS, (task,))
+    return committed
+
+
+def one_run(
+    ctx: Context, settle_ms: int | None, seconds: float, *, annotations: bool = False
+) -> dict[str, Any]:
     srv, receiver = ctx.server, ctx.receiver
     database = srv.create_database(ctx.templates.installed)
     try:
         with psycopg.connect(srv.url(database), autocommit=True) as conn:
-            harness.add_webhook(conn, receiver.url + "/latency")
+            action = "ANNOTATION_CREATED" if annotations else None
+            harness.add_webhook(conn, receiver.url + "/latency", actions=action)
             label = f"latency-settle-{settle_ms if settle_ms is not None else 'default'}"
             with RelayProcess(srv.url(database), settle_ms=settle_ms, profile=ctx.profile(label)) as relay:
                 relay.wait_waiting(conn)
                 receiver.reset()
-                warmup = _drive(conn, WARMUP)
-                count = int(RATE * seconds)
-                committed = _drive(conn, count)
-                receiver.wait_for(WARMUP + count, timeout=30)
+                if annotations:
+                    warmup: dict[int, float] = {}
+                    count = max(5, int(ANNOTATION_RATE * seconds))
+                    committed = _annotate(conn, count)
+                    receiver.wait_for(count, timeout=30)
+                else:
+                    warmup = _drive(conn, WARMUP)
+                    count = int(RATE * seconds)
+                    committed = _drive(conn, count)
+                    receiver.wait_for(WARMUP + count, timeout=30)
             arrivals = receiver.arrivals()
             rows = conn.execute(
                 "select 'msg_' || replace(d.message_id::text, '-', ''), e.row_ids[1]"
@@ -94,10 +134,14 @@ def run(ctx: Context) -> MeasureResult:
     result = MeasureResult(NAME)
     seconds = 0.5 if ctx.quick else 6.0
     runs: list[dict[str, Any]] = []
-    settings: tuple[tuple[int | None, str], ...] = ((0, "settle 0"), (None, "settle default"))
+    settings: tuple[tuple[int | None, str, bool], ...] = (
+        (0, "settle 0", False),
+        (None, "settle default", False),
+        (None, "annotation, counters 20 ms later, settle default", True),
+    )
     for _ in range(ctx.repeat):
-        for settle_ms, label in settings:
-            measured = one_run(ctx, settle_ms, seconds)
+        for settle_ms, label, annotations in settings:
+            measured = one_run(ctx, settle_ms, seconds, annotations=annotations)
             runs.append(measured)
             for key, name in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
                 target = None

@@ -30,6 +30,12 @@ class WriteRate:
         return self._total >= BUSY_WRITES_PER_SECOND
 
 
+# While a payload routed here is within its settle delay, its rows are looked at this often: it is
+# built as soon as they have settled (Label Studio's counter updates land 10-50 ms after the
+# annotation), the delay being only the upper bound.
+SETTLE_CHECK = 0.005
+
+
 class Due:
     """When each step of the pipeline should run next (time.monotonic() seconds), and when the
     payloads and deliveries this relay routed become ready (after the settle delay)."""
@@ -37,16 +43,20 @@ class Due:
     def __init__(self) -> None:
         self.route = self.build = self.claim = 0.0
         self._ready: deque[float] = deque()
+        # the settle deadlines of payloads routed here unbuilt, in order
+        self._settling: deque[float] = deque()
 
     def all_now(self) -> None:
         self.route = self.build = self.claim = 0.0
 
-    def ready(self, at: float, *, build: bool) -> None:
-        """Something routed now becomes ready ``at`` (the settle delay is constant: in order);
-        ``build``: some of it has a payload still to build."""
+    def ready(self, at: float, *, build: bool, now: float) -> None:
+        """Something routed at ``now`` becomes ready ``at`` at the latest (the settle delay is
+        constant: in order); ``build``: some of it has a payload still to build, whose rows are
+        looked at from SETTLE_CHECK on."""
         self._ready.append(at)
         if build:
-            self.build = min(self.build, at)
+            self._settling.append(at)
+            self.build = min(self.build, at, now + SETTLE_CHECK)
         self.claim = min(self.claim, at)
 
     def next_ready(self, now: float, poll_interval: float) -> float:
@@ -54,3 +64,12 @@ class Due:
         while self._ready and self._ready[0] <= now:
             self._ready.popleft()
         return self._ready[0] if self._ready else now + poll_interval
+
+    def next_build(self, now: float, poll_interval: float) -> float:
+        """When to build again after a step that left nothing due: every SETTLE_CHECK while a
+        payload routed here may settle before its deadline, else as ``next_ready``."""
+        while self._settling and self._settling[0] <= now:
+            self._settling.popleft()
+        if self._settling:
+            return min(self._settling[0], now + SETTLE_CHECK)
+        return self.next_ready(now, poll_interval)

@@ -228,13 +228,13 @@ class Relay:
                 if report.changes:
                     self._waiting = False
                     if report.events:
-                        due.ready(now + config.settle_ms / 1000, build=report.unbuilt)
+                        due.ready(now + config.settle_ms / 1000, build=report.unbuilt, now=now)
                     worked = True
             if now >= due.build:
                 built, more = await build.build_payloads(
                     conn, limit=BUILD_LIMIT, max_rows=config.webhook_batch_size
                 )
-                due.build = now if more else due.next_ready(now, config.poll_interval)
+                due.build = now if more else due.next_build(now, config.poll_interval)
                 if built:
                     due.claim = now
                     worked = True

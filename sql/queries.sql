@@ -232,11 +232,38 @@ select ord, event_id from input;
 -- name: claim_payloads
 -- Payloads due to be built, small ones first: an annotation committed after a 1 GB import is built
 -- in the next cycle, not after the import's bodies (those are built %(large)s bytes a cycle).
+-- Due means the settle delay is over, or the rows settled before it: Label Studio updates a task's
+-- counters after the annotation's own transaction, and a payload showing tasks is settled once
+-- every such task's counters agree with its annotations (is_labeled as Label Studio's default
+-- rule has it: finished annotations >= overlap). Counters that never agree (a project that counts
+-- skipped annotations, rows written by hand) only mean waiting the whole delay, as before.
 select p.event_id, p.chunk, e.action, e.project_id, p.size_estimate,
        e.row_ids[p.row_start + 1 : p.row_end] as row_ids
 from outbox.payload p
 join outbox.event e on e.id = p.event_id
-where p.built_at is null and p.ready_at <= now()
+where p.built_at is null
+  and (p.ready_at <= now()
+       or (e.action in ('TASKS_CREATED', 'ANNOTATION_CREATED', 'ANNOTATIONS_CREATED',
+                        'ANNOTATION_UPDATED')
+           and not exists (
+               select
+               from public.task t
+               cross join lateral (
+                   select count(*) filter (where not a.was_cancelled) as total,
+                          count(*) filter (where a.was_cancelled) as cancelled,
+                          count(*) filter (where not a.was_cancelled and a.result is not null)
+                              as finished
+                   from public.task_completion a
+                   where a.task_id = t.id
+               ) c
+               where (case when e.action = 'TASKS_CREATED'
+                           then t.id = any(e.row_ids[p.row_start + 1 : p.row_end])
+                           else t.id in (select a.task_id from public.task_completion a
+                                         where a.id = any(e.row_ids[p.row_start + 1 : p.row_end]))
+                      end)
+                 and (t.total_annotations <> c.total or t.cancelled_annotations <> c.cancelled
+                      or t.is_labeled <> (c.finished >= t.overlap))
+           )))
 order by coalesce(p.size_estimate, 0) >= %(large)s, p.ready_at, p.event_id, p.chunk
 limit %(limit)s
 for update of p skip locked;
@@ -284,11 +311,21 @@ where t.id = any(%(ids)s)
 select a.* from public.task_completion a where a.id = any(%(ids)s);
 
 -- name: store_payloads
-update outbox.payload p
-set body = v.body, built_at = now()
-from unnest(%(event_ids)b::bigint[], %(chunks)b::integer[], %(bodies)b::bytea[])
-     as v(event_id, chunk, body)
-where p.event_id = v.event_id and p.chunk = v.chunk;
+-- A payload built before its settle delay was over (its rows settled) makes its deliveries due now.
+with stored as (
+    update outbox.payload p
+    set body = v.body, built_at = now()
+    from unnest(%(event_ids)b::bigint[], %(chunks)b::integer[], %(bodies)b::bytea[])
+         as v(event_id, chunk, body)
+    where p.event_id = v.event_id and p.chunk = v.chunk
+    returning p.event_id, p.chunk, p.ready_at
+)
+update outbox.delivery d
+set next_attempt_at = now()
+from stored s
+where s.ready_at > now()
+  and d.event_id = s.event_id and d.chunk = s.chunk
+  and d.state = 'pending' and d.attempts = 0 and d.next_attempt_at > now();
 
 -- ---------------------------------------------------------------------------------------------
 -- relay: claiming and recording deliveries

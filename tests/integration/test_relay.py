@@ -133,6 +133,32 @@ async def test_payload_waits_for_label_studios_follow_up_counter_updates(ls, rec
     assert requests[0].json["project"]["finished_task_number"] == 1
 
 
+async def test_a_payload_is_built_as_soon_as_its_rows_settle_the_delay_being_only_the_upper_bound(
+    ls, receiver, start_relay
+):
+    lsdb.webhook(ls, receiver.url, project_id=1)
+    async with start_relay(settle_ms=60_000):  # far beyond the test's deadlines
+        # counters that never agree (written by hand): this one waits the whole delay
+        ls.execute("insert into task_completion (task_id, project_id, result) values (1, 1, '[]')")
+        # Label Studio's pattern: the annotation, then its task's counters in two later transactions
+        ls.execute("insert into task (id, data, project_id) values (60, '{}', 1)")
+        ls.execute("insert into task_completion (task_id, project_id, result) values (60, 1, '[]')")
+        ls.execute("update task set total_annotations = 1 where id = 60")
+        ls.execute("update task set is_labeled = true where id = 60")
+        # a task without annotations has nothing to wait for
+        ls.execute("insert into task (id, data, project_id) values (61, '{}', 1)")
+        requests = await receiver.wait_for(3)
+        assert ls.execute(
+            "select count(*) from outbox.payload where built_at is null"
+        ).fetchone()["count"] == 1  # only the unsettled annotation's
+    bodies = sorted((r.json["action"], [t["id"] for t in r.json.get("tasks") or [r.json["task"]]]) for r in requests)
+    assert bodies == [
+        ("ANNOTATION_CREATED", [60]), ("TASKS_CREATED", [60]), ("TASKS_CREATED", [61]),
+    ]  # fmt: skip
+    annotation = next(r.json for r in requests if r.json["action"] == "ANNOTATION_CREATED")
+    assert (annotation["task"]["is_labeled"], annotation["task"]["total_annotations"]) == (True, 1)
+
+
 async def test_rows_gone_before_the_payload_is_built_are_sent_as_ids(ls, receiver, start_relay):
     lsdb.webhook(ls, receiver.url, project_id=1)
     ls.execute("insert into task (id, data, project_id) values (50, '{}', 1)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.pacing import BUSY_WRITES_PER_SECOND, Due, WriteRate
+from relay.pacing import BUSY_WRITES_PER_SECOND, SETTLE_CHECK, Due, WriteRate
 
 
 def test_writes_over_the_threshold_within_a_second_are_busy_and_age_out():
@@ -33,9 +33,9 @@ def test_busy_counts_exactly_the_last_seconds_changes(batches):
 def test_ready_times_bring_build_and_claim_forward_and_then_the_poll_takes_over():
     due = Due()
     due.route = due.build = due.claim = 100.0
-    due.ready(5.1, build=True)
+    due.ready(5.1, build=True, now=5.1)
     assert (due.build, due.claim) == (5.1, 5.1)
-    due.ready(5.2, build=False)
+    due.ready(5.2, build=False, now=5.2)
     assert due.build == 5.1 and due.claim == 5.1
     assert due.next_ready(5.0, poll_interval=1.0) == 5.1
     assert due.next_ready(5.15, poll_interval=1.0) == 5.2
@@ -48,7 +48,40 @@ def test_ready_times_bring_build_and_claim_forward_and_then_the_poll_takes_over(
 def test_the_next_look_is_never_in_the_past_and_never_after_the_poll(readies, now, poll):
     due = Due()
     for at in sorted(readies):
-        due.ready(at, build=False)
+        due.ready(at, build=False, now=at)
     following = due.next_ready(now, poll)
     assert now < following <= now + poll or following in readies
     assert following > now
+
+
+def test_a_payload_within_its_settle_delay_is_looked_at_every_settle_check_until_its_deadline():
+    due = Due()
+    due.route = due.build = due.claim = 100.0
+    due.ready(10.1, build=True, now=10.0)  # settle 100 ms
+    assert due.build == 10.0 + SETTLE_CHECK and due.claim == 10.1
+    assert due.next_build(10.02, poll_interval=1.0) == 10.02 + SETTLE_CHECK
+    assert due.next_build(10.098, poll_interval=1.0) == 10.1  # never past the deadline
+    assert due.next_build(10.1, poll_interval=1.0) == 11.1  # past it: the poll takes over
+    due.ready(20.5, build=False, now=20.0)  # nothing to build: no looking at rows
+    assert due.next_build(20.1, poll_interval=1.0) == 20.5
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 100), st.booleans()), max_size=30),
+    st.floats(0, 5),
+    st.floats(0, 110),
+    st.floats(0.01, 60),
+)
+def test_the_next_build_is_ahead_and_no_later_than_a_check_while_anything_settles(
+    routed, settle, now, poll
+):
+    due = Due()
+    for at, build in sorted(routed):  # one settle delay for all, as in a relay
+        due.ready(at + settle, build=build, now=at)
+    following = due.next_build(now, poll)
+    assert following > now
+    settling = [at + settle for at, build in routed if build and at + settle > now]
+    if settling:
+        assert following <= min(min(settling), now + SETTLE_CHECK)
+    else:
+        assert following <= now + poll or following in [at + settle for at, _ in routed]
