@@ -140,8 +140,8 @@ def run(ctx: Context) -> MeasureResult:
         (None, "annotation, counters 20 ms later, settle default", True),
     )
     for _ in range(ctx.repeat):
-        for settle_ms, label, annotations in settings:
-            measured = one_run(ctx, settle_ms, seconds, annotations=annotations)
+        for settle_ms, label, annotating in settings:
+            measured = one_run(ctx, settle_ms, seconds, annotations=annotating)
             runs.append(measured)
             for key, name in (("p50_ms", "p50"), ("p95_ms", "p95"), ("p99_ms", "p99")):
                 target = None

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import orjson
 
+from relay.errors import ErrorClass
 from relay.schedule import MAX_DELAY, State
 from relay.signing import signature_header
 
@@ -37,10 +38,12 @@ class Request:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Attempt:
+    """What one request of a delivery did."""
+
     status: int | None
-    # None on success; otherwise what kind of failure (see docs/delivery.md)
-    error_class: str | None
+    # None on success
+    error_class: ErrorClass | None
     error: str | None
     response_body: str
     duration_ms: float
@@ -80,20 +83,20 @@ class Claimed:
         return f"msg_{self.message_id.hex}"
 
     @property
-    def attempt(self) -> int:
+    def attempt_number(self) -> int:
         """The number of the attempt about to be made (1-based)."""
         return self.attempts + 1
 
 
 @dataclass(frozen=True)
-class Result:
-    """One finished attempt and what it means for its delivery."""
+class Judged:
+    """One finished attempt of a delivery, and what it means for it (relay.schedule.decide)."""
 
     delivery: Claimed
     state: State
     delay: float | None
     started_at: datetime
-    outcome: Outcome
+    attempt: Attempt
     logged_headers: Mapping[str, str]
     disable_reason: str | None = None
 
@@ -152,40 +155,40 @@ class AttemptRecord:
     disable_reason: str | None
 
 
-def record_of(result: Result) -> AttemptRecord:
-    """What is written for ``result``; never raises for any value a ``Result`` can hold."""
-    outcome = result.outcome
+def record_of(result: Judged) -> AttemptRecord:
+    """What is written for ``result``; never raises for any value a ``Judged`` can hold."""
+    attempt = result.attempt
     state: State = result.state if result.state in STATES else "pending"
     return AttemptRecord(
         delivery_id=int(result.delivery.id),
-        attempt=int(result.delivery.attempt),
+        attempt=int(result.delivery.attempt_number),
         webhook_id=int(result.delivery.webhook_id),
         state=state,
         delay=_delay(result.delay),
         started_at=_timestamp(result.started_at),
-        duration_ms=_finite(outcome.duration_ms),
-        status=_int4(outcome.status),
-        ok=outcome.error_class is None,
-        error_class=_optional_text(outcome.error_class, ERROR_CLASS_CHARS),
-        error=_optional_text(outcome.error, ERROR_CHARS),
-        response_body=clean_text(outcome.response_body, RESPONSE_BODY_LIMIT),
+        duration_ms=_finite(attempt.duration_ms),
+        status=_int4(attempt.status),
+        ok=attempt.error_class is None,
+        error_class=_optional_text(attempt.error_class, ERROR_CLASS_CHARS),
+        error=_optional_text(attempt.error, ERROR_CHARS),
+        response_body=clean_text(attempt.response_body, RESPONSE_BODY_LIMIT),
         request_headers=_headers(result.logged_headers),
         disable_reason=_optional_text(result.disable_reason, ERROR_CHARS),
     )
 
 
-def unrecordable(result: Result, reason: str) -> Result:
+def unrecordable(result: Judged, reason: str) -> Judged:
     """The same attempt as an internal error, for a result the database refused: the delivery keeps
     the state its attempt earned; the response's status, body and headers are left out (one of them
     was probably what the database refused)."""
-    outcome = Outcome(
-        _int4(result.outcome.status),
-        "internal",
-        f"the relay could not record this attempt's outcome ({reason})",
+    attempt = Attempt(
+        _int4(result.attempt.status),
+        ErrorClass.INTERNAL,
+        f"the relay could not record this attempt's attempt ({reason})",
         "",
-        _finite(result.outcome.duration_ms),
+        _finite(result.attempt.duration_ms),
     )
-    return Result(result.delivery, result.state, result.delay, _timestamp(result.started_at), outcome, {})
+    return Judged(result.delivery, result.state, result.delay, _timestamp(result.started_at), attempt, {})
 
 
 def clean_text(value: object, limit: int) -> str:

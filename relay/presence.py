@@ -34,7 +34,7 @@ async def unregister(conn: Conn, relay_id: UUID) -> None:
 
 
 @dataclass(frozen=True)
-class Idle:
+class Waiting:
     """What a relay found when it declared itself waiting."""
 
     has_changes: bool
@@ -47,10 +47,10 @@ class Idle:
         return max(0.0, (self.next_due - self.now).total_seconds())
 
 
-async def set_waiting(conn: Conn, relay_id: UUID) -> Idle:
+async def set_waiting(conn: Conn, relay_id: UUID) -> Waiting:
     """Raise this relay's waiting flag (capture triggers start to NOTIFY) and look for work once
     more: a transaction that committed before the flag was visible sent no notification."""
     row = await (await conn.execute(query("set_waiting"), {"relay_id": relay_id})).fetchone()
     assert row is not None
     due = [t for t in (row["next_build"], row["next_attempt"]) if t is not None]
-    return Idle(row["has_changes"], min(due) if due else None, row["now"])
+    return Waiting(row["has_changes"], min(due) if due else None, row["now"])

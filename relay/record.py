@@ -14,7 +14,7 @@ from outbox.sql import query
 from relay.database import Conn, transaction
 from relay.deliveries import (
     INT4_MAX,
-    Result,
+    Judged,
     record_of,
 )
 
@@ -38,7 +38,7 @@ class Recorded:
 
 async def record_results(
     conn: Conn,
-    results: Sequence[Result],
+    results: Sequence[Judged],
     *,
     relay_id: UUID,
     disable_after: timedelta,

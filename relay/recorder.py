@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from relay import record
 from relay.config import RelayConfig
 from relay.database import Database, first_line
-from relay.deliveries import Result, unrecordable
+from relay.deliveries import Judged, unrecordable
 
 log = logging.getLogger("outbox.relay")
 
@@ -48,7 +48,7 @@ class Recorder:
         self._config = config
         self._on_recorded = on_recorded
 
-    async def run(self, results: MemoryObjectReceiveStream[Result], done: anyio.Event) -> None:
+    async def run(self, results: MemoryObjectReceiveStream[Judged], done: anyio.Event) -> None:
         """Write what arrives, in batches, until the stream ends; then set ``done``."""
         async with results:
             while True:
@@ -65,10 +65,10 @@ class Recorder:
                 self._on_recorded(len(batch), bool(hastened) or any(r.state == "pending" for r in batch))
         done.set()
 
-    async def write(self, batch: list[Result]) -> int:
+    async def write(self, batch: list[Judged]) -> int:
         """Write one batch; returns how many waiting deliveries became due at once."""
         database, hastened = self._database, 0
-        parts: list[tuple[list[Result], bool]] = [(batch, False)]  # (results, substituted)
+        parts: list[tuple[list[Judged], bool]] = [(batch, False)]  # (results, substituted)
         while parts:
             part, substituted = parts.pop()
             try:
@@ -98,7 +98,7 @@ class Recorder:
 
 
 def _substitute(
-    result: Result, exc: Exception, parts: list[tuple[list[Result], bool]], substituted: bool
+    result: Judged, exc: Exception, parts: list[tuple[list[Judged], bool]], substituted: bool
 ) -> None:
     """One result the database refused: record it as an internal error instead, or, if even
     that was refused, leave it (its lease expires and the delivery is sent again)."""
@@ -108,14 +108,14 @@ def _substitute(
         log.error(
             "could not record attempt %d of delivery %d even as an internal error (%s);"
             " it is sent again once its lease expires",
-            delivery.attempt,
+            delivery.attempt_number,
             delivery.id,
             reason,
         )
         return
     log.error(
         "the database refused the result of attempt %d of delivery %d (%s); recorded as an internal error",
-        delivery.attempt,
+        delivery.attempt_number,
         delivery.id,
         reason,
     )

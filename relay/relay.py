@@ -27,12 +27,13 @@ from relay.config import RelayConfig
 from relay.database import DATABASE_ERRORS, Conn, Database, Stopped, first_line, transaction, without_flush
 from relay.deliveries import (
     FALLBACK_DELAY,
+    Attempt,
     Claimed,
-    Outcome,
+    Judged,
     Request,
-    Result,
     request_headers,
 )
+from relay.errors import ErrorClass
 from relay.housekeeping import Housekeeping
 from relay.listener import Listener
 from relay.pacing import BUSY_POLL, Due, WriteRate
@@ -144,7 +145,7 @@ class Relay:
             max_body_bytes=config.max_body_bytes,
             policy=AddressPolicy(config.block_private_networks, config.https_only),
         )
-        results_in, results_out = anyio.create_memory_object_stream[Result](math.inf)
+        results_in, results_out = anyio.create_memory_object_stream[Judged](math.inf)
         log.info(
             "relay %s starting (concurrency %d, poll every %.1fs, settle %d ms)",
             self.id,
@@ -178,7 +179,7 @@ class Relay:
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def _pipeline(self, sends: TaskGroup, results: MemoryObjectSendStream[Result]) -> None:
+    async def _pipeline(self, sends: TaskGroup, results: MemoryObjectSendStream[Judged]) -> None:
         database = self._pipeline_db
         while not self._stopping.is_set():
             self._wake = anyio.Event()
@@ -187,14 +188,14 @@ class Relay:
                 worked = await self._cycle(conn, sends, results)
                 database.succeeded()
                 if not worked:
-                    await self._idle(conn)
+                    await self._wait(conn)
             except Stopped:
                 return
             except DATABASE_ERRORS as exc:
                 await database.failed(exc)
                 self._due.all_now()
 
-    async def _cycle(self, conn: Conn, sends: TaskGroup, results: MemoryObjectSendStream[Result]) -> bool:
+    async def _cycle(self, conn: Conn, sends: TaskGroup, results: MemoryObjectSendStream[Judged]) -> bool:
         """One transaction over the steps that are due: route, build, claim. True when one found
         work. One transaction, because a new event with no settle delay is then sent after one
         commit instead of three."""
@@ -258,7 +259,7 @@ class Relay:
         return worked or bool(claimed.deliveries)
 
     def _dispatch(
-        self, claimed: claim.Claim, sends: TaskGroup, results: MemoryObjectSendStream[Result]
+        self, claimed: claim.Claim, sends: TaskGroup, results: MemoryObjectSendStream[Judged]
     ) -> None:
         for delivery in claimed.deliveries:
             key = (delivery.event_id, delivery.chunk)
@@ -268,7 +269,7 @@ class Relay:
             self._busy[delivery.webhook_id] += 1
             sends.start_soon(self._deliver, delivery, body, results, refused)
 
-    async def _idle(self, conn: Conn) -> None:
+    async def _wait(self, conn: Conn) -> None:
         """Sleep until notified, a send finishes, something falls due, or the poll interval.
 
         Only a relay with nothing left to claim raises its waiting flag (one write, which makes the
@@ -283,12 +284,12 @@ class Relay:
             due.route = min(due.route, now + BUSY_POLL)
             timeout = min(timeout, BUSY_POLL)
         elif self._listener.listening and not self._waiting and not capacity_bound:
-            idle = await presence.set_waiting(conn, self.id)
+            waiting = await presence.set_waiting(conn, self.id)
             self._waiting = True
-            if idle.has_changes:
+            if waiting.has_changes:
                 due.route = now
                 return
-            until = idle.seconds_until_due()
+            until = waiting.seconds_until_due()
             if until is not None:
                 due.build = min(due.build, now + until)
                 due.claim = min(due.claim, now + until)
@@ -302,18 +303,18 @@ class Relay:
         self,
         delivery: Claimed,
         body: bytes | None,
-        results: MemoryObjectSendStream[Result],
+        results: MemoryObjectSendStream[Judged],
         refused: str | None = None,
     ) -> None:
         try:
             started_at = datetime.now(UTC)
             if refused is not None:  # a chunk too large to build: dead at once, never sent
-                outcome = Outcome(None, "too_large", refused, "", 0.0)
+                attempt = Attempt(None, ErrorClass.TOO_LARGE, refused, "", 0.0)
                 logged: dict[str, str] = {}
             elif body is None:
                 # routed while the webhook had send_payload off: no payload was ever built
                 error = "no payload was built for this event (routed while send_payload was off)"
-                outcome = Outcome(None, "payload_missing", error, "", 0.0)
+                attempt = Attempt(None, ErrorClass.PAYLOAD_MISSING, error, "", 0.0)
                 logged = {}
             else:
                 sender = self._sender
@@ -321,11 +322,13 @@ class Relay:
                 headers, logged = request_headers(delivery, body, int(time.time()), self._config.user_agent)
                 timeout = delivery.timeout or self._config.webhook_timeout
                 try:
-                    outcome = await sender.send(Request(delivery.url, body, headers, timeout))
+                    attempt = await sender.send(Request(delivery.url, body, headers, timeout))
                 except Exception as exc:  # a bug must cost one attempt, not the relay
                     log.exception("sending delivery %d failed unexpectedly", delivery.id)
-                    outcome = Outcome(None, "internal", f"{type(exc).__name__} in the relay", "", 0.0)
-            result = self._judge(delivery, outcome, started_at, logged)
+                    attempt = Attempt(
+                        None, ErrorClass.INTERNAL, f"{type(exc).__name__} in the relay", "", 0.0
+                    )
+            result = self._judge(delivery, attempt, started_at, logged)
             _log_result(result)
             results.send_nowait(result)
             self._unrecorded += 1
@@ -336,32 +339,34 @@ class Relay:
             self._wake.set()
 
     def _judge(
-        self, delivery: Claimed, outcome: Outcome, started_at: datetime, logged: dict[str, str]
-    ) -> Result:
+        self, delivery: Claimed, attempt: Attempt, started_at: datetime, logged: dict[str, str]
+    ) -> Judged:
         """What the attempt means for its delivery. Never raises: a decision that fails (a bug,
         a schedule no one foresaw) costs the attempt, recorded as an internal error, not the relay."""
         schedule = delivery.retry_schedule or self._config.retry_schedule
         try:
             decision = decide(
-                status=outcome.status,
-                error_class=outcome.error_class,
-                attempts_made=delivery.attempt,
+                status=attempt.status,
+                error_class=attempt.error_class,
+                attempts_made=delivery.attempt_number,
                 schedule=schedule,
                 jitter=self._config.retry_jitter,
                 rng=self._rng,
-                retry_after=parse_retry_after(outcome.retry_after, started_at),
+                retry_after=parse_retry_after(attempt.retry_after, started_at),
             )
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            log.exception("deciding on attempt %d of delivery %d failed", delivery.attempt, delivery.id)
+            log.exception(
+                "deciding on attempt %d of delivery %d failed", delivery.attempt_number, delivery.id
+            )
             error = f"{type(exc).__name__} in the relay deciding the next attempt"
-            failed = Outcome(outcome.status, "internal", error, "", outcome.duration_ms)
-            return Result(delivery, "pending", FALLBACK_DELAY, started_at, failed, logged)
-        return Result(
+            failed = Attempt(attempt.status, ErrorClass.INTERNAL, error, "", attempt.duration_ms)
+            return Judged(delivery, "pending", FALLBACK_DELAY, started_at, failed, logged)
+        return Judged(
             delivery,
             decision.state,
             decision.delay,
             started_at,
-            outcome,
+            attempt,
             logged,
             decision.disable_reason,
         )
@@ -420,33 +425,35 @@ class Relay:
             await releasing.close()
 
 
-def _log_result(result: Result) -> None:
+def _log_result(result: Judged) -> None:
     level = logging.INFO if result.state == "delivered" else logging.WARNING
     if not log.isEnabledFor(level):
         return  # formatting costs more than the rest of a delivery's bookkeeping
-    delivery, outcome = result.delivery, result.outcome
+    delivery, attempt = result.delivery, result.attempt
     where = f"webhook {delivery.webhook_id} ({redact_url(delivery.url)})"
     what = f"{delivery.action} event {delivery.event_id}" + (
         f" chunk {delivery.chunk}" if delivery.chunk else ""
     )
-    took = f"{outcome.duration_ms:.1f} ms"
+    took = f"{attempt.duration_ms:.1f} ms"
     if result.state == "delivered":
         log.info(
             "delivered %s to %s: HTTP %s in %s (attempt %d)",
             what,
             where,
-            outcome.status,
+            attempt.status,
             took,
-            delivery.attempt,
+            delivery.attempt_number,
         )
     elif result.state == "pending":
         log.warning(
             "attempt %d of %s to %s failed: %s; next attempt in %.1f s",
-            delivery.attempt,
+            delivery.attempt_number,
             what,
             where,
-            outcome.error,
+            attempt.error,
             result.delay or 0.0,
         )
     else:
-        log.warning("%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt, outcome.error)
+        log.warning(
+            "%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt_number, attempt.error
+        )

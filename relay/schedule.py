@@ -21,12 +21,16 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Literal
 
+from relay.errors import ErrorClass
+
 # The longest wait between attempts (ten years): now() plus it stays a timestamp PostgreSQL can
 # store, and a schedule step longer than that is a typo.
 MAX_DELAY = 10 * 365 * 86400.0
 
 # Failures that no retry can fix: the request itself is refused by policy, or has no body to send.
-PERMANENT_ERRORS = frozenset({"too_large", "blocked", "invalid_url", "payload_missing"})
+PERMANENT_ERRORS = frozenset(
+    {ErrorClass.TOO_LARGE, ErrorClass.BLOCKED, ErrorClass.INVALID_URL, ErrorClass.PAYLOAD_MISSING}
+)
 
 # delta-seconds (RFC 9110): ASCII digits only (str.isdigit() also accepts "²", which float() refuses)
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -94,7 +98,7 @@ def next_delay(
 def decide(
     *,
     status: int | None,
-    error_class: str | None,
+    error_class: ErrorClass | None,
     attempts_made: int,
     schedule: Sequence[float | None],
     jitter: float,

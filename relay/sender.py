@@ -1,11 +1,11 @@
-"""Sending: one POST, one ``Outcome``. The only module that speaks HTTP on the relay's hot path.
+"""Sending: one POST, one ``Attempt``. The only module that speaks HTTP on the relay's hot path.
 
 aiohttp's client, because it is what the numbers allow (POST/s against a bare local receiver at
 1 / 16 / 64 in flight: httpx 1,000 / 540 / 240, httpx over aiohttp 1,500 / 2,500 / 2,150, aiohttp
 3,000 / 9,800 / 8,500). httpx remains the HTTP API of the tests, the CLI and the admin side.
 
 Expected failures (a 500, a timeout, a refused connection, a policy refusal) are values, not
-exceptions: every request ends as an ``Outcome`` that can be logged and recorded.
+exceptions: every request ends as an ``Attempt`` that can be logged and recorded.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from relay.deliveries import RESPONSE_BODY_LIMIT, Outcome, Request, clean_text
+from relay.deliveries import RESPONSE_BODY_LIMIT, Attempt, Request, clean_text
+from relay.errors import ErrorClass
 from relay.urls import AddressPolicy, blocked_address, blocked_url, redact_url
 
-# Once the status line and headers are in, the status decides the outcome and the body is read
+# Once the status line and headers are in, the status decides the attempt and the body is read
 # only for the attempt log. A body sent with its headers (nearly all are) arrives within this
 # window even on a loaded host; a receiver that trickles or stalls its body holds the connection,
 # and a slot of the webhook's max_concurrency, this long at most instead of the whole timeout.
@@ -32,7 +33,7 @@ ERROR_TEXT_LIMIT = 300
 
 
 class Sender(Protocol):
-    async def send(self, request: Request) -> Outcome: ...
+    async def send(self, request: Request) -> Attempt: ...
 
     async def aclose(self) -> None: ...
 
@@ -62,8 +63,8 @@ class _GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def _failure(error_class: str, error: str, started: float) -> Outcome:
-    return Outcome(None, error_class, error, "", (time.perf_counter() - started) * 1000)
+def _failure(error_class: ErrorClass, error: str, started: float) -> Attempt:
+    return Attempt(None, error_class, error, "", (time.perf_counter() - started) * 1000)
 
 
 def usable_retry_after(value: str | None) -> str | None:
@@ -74,32 +75,32 @@ def usable_retry_after(value: str | None) -> str | None:
     return value
 
 
-def _classify(exc: BaseException) -> tuple[str, str]:
+def _classify(exc: BaseException) -> tuple[ErrorClass, str]:
     """(error class, message) of a failed request; messages carry no URL (it may hold secrets)."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         if isinstance(exc.os_error, AddressRefused):
-            return "blocked", str(exc.os_error)
-        return "dns", f"name resolution failed: {exc.os_error}"
+            return ErrorClass.BLOCKED, str(exc.os_error)
+        return ErrorClass.DNS, f"name resolution failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-        return "tls", f"TLS error: {exc}"
+        return ErrorClass.TLS, f"TLS error: {exc}"
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return "timeout", "timed out connecting"
+        return ErrorClass.TIMEOUT, "timed out connecting"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return "connect", f"connection failed: {exc.os_error.strerror or exc.os_error}"
+        return ErrorClass.CONNECT, f"connection failed: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, asyncio.TimeoutError):
-        return "timeout", "timed out waiting for the response"
+        return ErrorClass.TIMEOUT, "timed out waiting for the response"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "connection", "server closed the connection without answering"
+        return ErrorClass.CONNECTION, "server closed the connection without answering"
     if isinstance(exc, aiohttp.ClientResponseError):
         # the receiver broke HTTP (a bad status line, an invalid or oversized header); str(exc)
         # would add the URL
-        return "connection", f"invalid HTTP response: {clean_text(exc.message, ERROR_TEXT_LIMIT)}"
+        return ErrorClass.CONNECTION, f"invalid HTTP response: {clean_text(exc.message, ERROR_TEXT_LIMIT)}"
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         # the exception text holds the URL, which may hold credentials
-        return "invalid_url", f"the URL cannot be requested ({type(exc).__name__})"
+        return ErrorClass.INVALID_URL, f"the URL cannot be requested ({type(exc).__name__})"
     if isinstance(exc, aiohttp.ClientError | OSError):
-        return "connection", f"{type(exc).__name__}: {exc}"
-    return "request", f"{type(exc).__name__} while sending the request"
+        return ErrorClass.CONNECTION, f"{type(exc).__name__}: {exc}"
+    return ErrorClass.REQUEST, f"{type(exc).__name__} while sending the request"
 
 
 class AiohttpSender:
@@ -128,19 +129,19 @@ class AiohttpSender:
             trust_env=False,
         )
 
-    async def send(self, request: Request) -> Outcome:
+    async def send(self, request: Request) -> Attempt:
         started = time.perf_counter()
         try:
             url = URL(request.url)  # parsed once: the host judged is the host connected to
             refused = blocked_url(url, self._policy)
         except (TypeError, ValueError):
             # the exception text holds the URL, which may hold credentials
-            return _failure("invalid_url", "the URL cannot be parsed", started)
+            return _failure(ErrorClass.INVALID_URL, "the URL cannot be parsed", started)
         if refused:
-            return _failure("blocked", refused, started)
+            return _failure(ErrorClass.BLOCKED, refused, started)
         if len(request.body) > self._max_body_bytes:
             return _failure(
-                "too_large",
+                ErrorClass.TOO_LARGE,
                 f"body of {len(request.body)} bytes is over OUTBOX_MAX_BODY_BYTES ({self._max_body_bytes})",
                 started,
             )
@@ -167,7 +168,7 @@ class AiohttpSender:
                         await self._read_start(response, chunks)
                 except TimeoutError:
                     response.close()  # the rest of the body is not waited for
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an Attempt
             error_class, error = _classify(exc)
             if status is None:
                 for spelled in (request.url, str(url)):  # no message may carry the URL
@@ -177,12 +178,12 @@ class AiohttpSender:
         duration = (time.perf_counter() - started) * 1000
         text = clean_text(b"".join(chunks).decode("utf-8", errors="replace"), RESPONSE_BODY_LIMIT)
         if 200 <= status < 300:
-            return Outcome(status, None, None, text, duration)
+            return Attempt(status, None, None, text, duration)
         if 300 <= status < 400:
             target = clean_text(redact_url(location), ERROR_TEXT_LIMIT) if location else "nowhere"
             error = f"redirect ({status}) to {target} not followed"
-            return Outcome(status, "redirect", error, text, duration)
-        return Outcome(status, "http_status", f"HTTP {status}", text, duration, retry_after)
+            return Attempt(status, ErrorClass.REDIRECT, error, text, duration)
+        return Attempt(status, ErrorClass.HTTP_STATUS, f"HTTP {status}", text, duration, retry_after)
 
     @staticmethod
     async def _read_start(response: aiohttp.ClientResponse, chunks: list[bytes]) -> None:

@@ -66,7 +66,7 @@ update outbox.relay set heartbeat_at = now() where id = %(relay_id)s;
 delete from outbox.relay where id = %(relay_id)s;
 
 -- name: set_waiting
--- Declares this relay idle and listening, so the capture triggers start notifying, and in the
+-- Declares this relay waiting and listening, so the capture triggers start notifying, and in the
 -- same statement looks once more for work that committed before the flag was visible.
 with flag as (
     update outbox.relay set waiting = true, heartbeat_at = now() where id = %(relay_id)s

@@ -28,7 +28,8 @@ from psycopg.conninfo import make_conninfo
 from outbox import db, migrations
 from outbox.receiver import Received, Receiver, Reply
 from relay import record
-from relay.deliveries import Claimed, Outcome, Result
+from relay.deliveries import Attempt, Claimed, Judged
+from relay.errors import ErrorClass
 from tests.integration.conftest import RelayProcess, make_events, wait_for_sql
 from tests.support import lsdb
 
@@ -253,16 +254,16 @@ hostile_result = st.fixed_dictionaries(
 )
 
 
-def make_result(delivery: Claimed, values: dict[str, Any]) -> Result:
-    outcome = Outcome(
+def make_result(delivery: Claimed, values: dict[str, Any]) -> Judged:
+    attempt = Attempt(
         values["status"], values["error_class"], values["error"], values["body"], values["duration"]
     )
-    return Result(
+    return Judged(
         delivery,
         values["state"],
         values["delay"],
         values["started_at"],
-        outcome,
+        attempt,
         values["headers"],
         values["disable"],
     )
@@ -322,8 +323,8 @@ async def test_settings_at_their_extremes_do_not_stop_recording(
     relay_id = uuid.uuid4()
     hook = lsdb.webhook(conn, "http://127.0.0.1:9/hook", project_id=project)
     deliveries = leased_deliveries(conn, hook, relay_id, 2)
-    outcome = Outcome(500, "http_status", "HTTP 500", "", 1.0)
-    results = [Result(d, "pending", 1.0, datetime.now(UTC), outcome, {}) for d in deliveries]
+    attempt = Attempt(500, ErrorClass.HTTP_STATUS, "HTTP 500", "", 1.0)
+    results = [Judged(d, "pending", 1.0, datetime.now(UTC), attempt, {}) for d in deliveries]
     async with await db.connect(database_url, autocommit=True) as aconn:
         await record.record_results(
             aconn, results, relay_id=relay_id, disable_after=disable_after, disable_after_attempts=attempts

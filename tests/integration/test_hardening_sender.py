@@ -314,7 +314,7 @@ async def test_hostile_answers_are_recorded_as_failures(
 
 @given(st.text(max_size=40))
 def test_retry_after_the_sender_passes_on_never_breaks_the_scheduler(value):
-    """issue 9 siblings: whatever Retry-After a receiver sends, what the Outcome carries parses."""
+    """issue 9 siblings: whatever Retry-After a receiver sends, what the Attempt carries parses."""
     usable = usable_retry_after(value)
     parsed = parse_retry_after(usable, datetime.now(UTC))
     assert parsed is None or parsed >= 0
@@ -324,7 +324,7 @@ def test_retry_after_the_sender_passes_on_never_breaks_the_scheduler(value):
 
 @given(st.text(st.characters(exclude_categories=())))  # lone surrogates included
 def test_storable_text_has_no_nul_and_encodes_as_utf8(text):
-    """issue 9 siblings: text an Outcome carries is accepted by PostgreSQL's text type (the
+    """issue 9 siblings: text an Attempt carries is accepted by PostgreSQL's text type (the
     sender and the recorder clean it with the same function)."""
     kept = clean_text(text, 100)
     assert "\x00" not in kept

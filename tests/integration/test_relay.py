@@ -148,10 +148,12 @@ async def test_a_payload_is_built_as_soon_as_its_rows_settle_the_delay_being_onl
         # a task without annotations has nothing to wait for
         ls.execute("insert into task (id, data, project_id) values (61, '{}', 1)")
         requests = await receiver.wait_for(3)
-        assert ls.execute(
-            "select count(*) from outbox.payload where built_at is null"
-        ).fetchone()["count"] == 1  # only the unsettled annotation's
-    bodies = sorted((r.json["action"], [t["id"] for t in r.json.get("tasks") or [r.json["task"]]]) for r in requests)
+        assert (
+            ls.execute("select count(*) from outbox.payload where built_at is null").fetchone()["count"] == 1
+        )  # only the unsettled annotation's
+    bodies = sorted(
+        (r.json["action"], [t["id"] for t in r.json.get("tasks") or [r.json["task"]]]) for r in requests
+    )
     assert bodies == [
         ("ANNOTATION_CREATED", [60]), ("TASKS_CREATED", [60]), ("TASKS_CREATED", [61]),
     ]  # fmt: skip

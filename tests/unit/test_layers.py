@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = {f"relay.{name}" for name in (
-    "actions", "chunks", "config", "deliveries", "events", "pacing", "payloads", "routing", "schedule",
+    "actions", "chunks", "config", "deliveries", "errors", "events", "pacing", "payloads", "routing", "schedule",
     "signing", "urls",
 )}  # fmt: skip
 RELAY_IO = {f"relay.{name}" for name in (

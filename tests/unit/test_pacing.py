@@ -72,9 +72,7 @@ def test_a_payload_within_its_settle_delay_is_looked_at_every_settle_check_until
     st.floats(0, 110),
     st.floats(0.01, 60),
 )
-def test_the_next_build_is_ahead_and_no_later_than_a_check_while_anything_settles(
-    routed, settle, now, poll
-):
+def test_the_next_build_is_ahead_and_no_later_than_a_check_while_anything_settles(routed, settle, now, poll):
     due = Due()
     for at, build in sorted(routed):  # one settle delay for all, as in a relay
         due.ready(at + settle, build=build, now=at)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from outbox.config import DEFAULT_RETRY_SCHEDULE, parse_duration, parse_schedule
+from relay.errors import ErrorClass
 from relay.schedule import MAX_DELAY, decide, next_delay, parse_retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -36,33 +39,35 @@ def test_2xx_is_delivered_anything_else_is_retried_on_schedule():
     assert judge(status=204).state == "delivered"
     for status in (301, 400, 404, 500):
         assert (
-            judge(status=status, error_class="http_status").state,
-            judge(status=status, error_class="x").delay,
+            judge(status=status, error_class=ErrorClass.HTTP_STATUS).state,
+            judge(status=status, error_class=ErrorClass.CONNECT).delay,
         ) == ("pending", 5)
-    assert judge(error_class="timeout", attempts_made=3).delay == 1800
+    assert judge(error_class=ErrorClass.TIMEOUT, attempts_made=3).delay == 1800
 
 
 def test_after_the_last_attempt_the_delivery_is_dead():
-    assert judge(status=500, error_class="http_status", attempts_made=8).state == "dead"
-    assert judge(status=500, error_class="http_status", attempts_made=7).state == "pending"
+    assert judge(status=500, error_class=ErrorClass.HTTP_STATUS, attempts_made=8).state == "dead"
+    assert judge(status=500, error_class=ErrorClass.HTTP_STATUS, attempts_made=7).state == "pending"
 
 
 def test_policy_refusals_are_dead_at_once():
-    assert judge(error_class="too_large").state == "dead"
-    assert judge(error_class="blocked").state == "dead"
+    assert judge(error_class=ErrorClass.TOO_LARGE).state == "dead"
+    assert judge(error_class=ErrorClass.BLOCKED).state == "dead"
 
 
 def test_410_disables_the_webhook_and_keeps_the_delivery():
-    decision = judge(status=410, error_class="http_status")
+    decision = judge(status=410, error_class=ErrorClass.HTTP_STATUS)
     assert decision.state == "pending" and decision.disable_reason == "receiver answered 410 Gone"
 
 
 def test_retry_after_lengthens_the_wait_at_most_to_twice_the_delay():
-    assert judge(status=429, error_class="http_status", retry_after=7).delay == 7
-    assert judge(status=503, error_class="http_status", retry_after=3600).delay == 10
-    assert judge(status=429, error_class="http_status", retry_after=1).delay == 5  # never shorter
-    assert judge(status=500, error_class="http_status", retry_after=60).delay == 5  # only 429/503
-    assert judge(status=429, error_class="http_status", attempts_made=8, retry_after=60).state == "dead"
+    assert judge(status=429, error_class=ErrorClass.HTTP_STATUS, retry_after=7).delay == 7
+    assert judge(status=503, error_class=ErrorClass.HTTP_STATUS, retry_after=3600).delay == 10
+    assert judge(status=429, error_class=ErrorClass.HTTP_STATUS, retry_after=1).delay == 5  # never shorter
+    assert judge(status=500, error_class=ErrorClass.HTTP_STATUS, retry_after=60).delay == 5  # only 429/503
+    assert (
+        judge(status=429, error_class=ErrorClass.HTTP_STATUS, attempts_made=8, retry_after=60).state == "dead"
+    )
 
 
 def test_jitter_stays_within_twenty_percent():
@@ -95,7 +100,7 @@ def test_durations_and_schedules_parse_the_documented_forms():
 
 
 def test_a_url_the_client_cannot_use_is_dead_at_once():
-    assert judge(error_class="invalid_url").state == "dead"
+    assert judge(error_class=ErrorClass.INVALID_URL).state == "dead"
 
 
 # -- issue 9 item 1: a delay's type and range never depend on the inputs ------------------------
@@ -171,3 +176,10 @@ def test_a_null_step_of_a_webhook_schedule_counts_as_no_wait():
     """Issue 9 item 1: ``retry_schedule = '{0,NULL}'`` passes the webhook's constraint; the delay
     computed from it raised and took the relay down."""
     assert next_delay([0, None], 1, 0.2, random.Random(1)) == 0.0
+
+
+def test_every_error_class_is_documented_and_every_documented_one_exists():
+    """docs/delivery.md's table is the users' list of error classes: kept equal to the enum."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "delivery.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE))
+    assert documented == {e.value for e in ErrorClass}
