@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from fastapi import Request
 from starlette.responses import Response
 
@@ -33,6 +34,16 @@ def _id(text: str, name: str) -> int | None:
     if not text.isdigit() or not 0 < int(text) <= MAX_INT:
         raise Invalid({name: ["A valid id is required."]})
     return int(text)
+
+
+def readable(body: payloads.Body) -> str | None:
+    """A whole JSON body indented, to be read; anything else as it is."""
+    if body.text is None or body.truncated:
+        return body.text
+    try:
+        return orjson.dumps(orjson.loads(body.text), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return body.text
 
 
 def masked_headers(attempt: Attempt) -> dict[str, str]:
@@ -92,6 +103,7 @@ async def show(request: Request, visitor: Seen, engine: Engine, delivery_id: Del
     context = {
         "delivery": detail,
         "body": body,
+        "body_text": readable(body),
         "attempts": [(attempt, masked_headers(attempt)) for attempt in reversed(detail.attempt_log)],
         "notice": notice(request),
         # pending: the page follows it until it is settled

@@ -125,6 +125,7 @@ def page(
         csrf=session.csrf_token(key, current) if current else "",
         auth=request.app.state.admin_token is not None,
         by_header=visitor.by_header,
+        nav=True,
         **context,
     )
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
@@ -136,7 +137,7 @@ def page(
 def public_page(request: Request, template: str, context: Mapping[str, Any], *, status: int = 200) -> HTMLResponse:
     """A page for someone not logged in (the login form)."""
     html = environment.get_template(template).render(
-        request=request, path=request.url.path, csrf="", auth=True, by_header=False, **context
+        request=request, path=request.url.path, csrf="", auth=True, by_header=False, nav=False, **context
     )
     return HTMLResponse(html, status_code=status, headers=HEADERS)
 
