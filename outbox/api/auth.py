@@ -143,7 +143,9 @@ class Guards:
     (``require_visitor``); routes that are not FastAPI's, the schema and its pages, need neither."""
 
     def __init__(self, routes: Sequence[BaseRoute]) -> None:
-        self.routes = [(route, _guard(route.dependant) if isinstance(route, APIRoute) else None) for route in routes]
+        self.routes = [
+            (route, _guard(route.dependant) if isinstance(route, APIRoute) else None) for route in routes
+        ]
 
     def needed(self, scope: Scope) -> Guard | None:
         """What the route that will serve ``scope`` (the first that fully matches, as the router

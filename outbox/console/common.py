@@ -41,7 +41,9 @@ def notice(request: Request) -> str | None:
 def problem(request: Request, visitor: Visitor, exc: AdminError) -> Response:
     """An admin error as a page with its status (404 for a webhook that is gone, 409 for an
     operation the state does not allow, 400 for bad input)."""
-    details = [f"{name}: {message}" for name, message in flatten(exc.errors)] if isinstance(exc, Invalid) else []
+    details = (
+        [f"{name}: {message}" for name, message in flatten(exc.errors)] if isinstance(exc, Invalid) else []
+    )
     return render.page(
         request, visitor, "problem.html", {"detail": str(exc.detail), "details": details}, status=exc.status
     )

@@ -25,7 +25,9 @@ ACTIONS = [action.value for action in EventAction]
 PAGE = 50
 # headers of an attempt that are outbox's own and never secret; every other value is shown masked
 # (the relay logs static header values masked already: this holds even for older rows)
-PLAIN_HEADERS = frozenset({"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"})
+PLAIN_HEADERS = frozenset(
+    {"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"}
+)
 
 
 def _id(text: str, name: str) -> int | None:

@@ -76,4 +76,3 @@ async def logout(request: Request, form: forms.Submitted) -> Response:
     response = render.redirect("/login" if request.app.state.admin_token is not None else "/")
     render.clear_session(response, request)
     return response
-

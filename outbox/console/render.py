@@ -134,7 +134,9 @@ def page(
     return response
 
 
-def public_page(request: Request, template: str, context: Mapping[str, Any], *, status: int = 200) -> HTMLResponse:
+def public_page(
+    request: Request, template: str, context: Mapping[str, Any], *, status: int = 200
+) -> HTMLResponse:
     """A page for someone not logged in (the login form)."""
     html = environment.get_template(template).render(
         request=request, path=request.url.path, csrf="", auth=True, by_header=False, nav=False, **context

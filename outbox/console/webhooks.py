@@ -72,9 +72,13 @@ async def create(
 ) -> Response:
     try:
         data = WebhookCreate.model_validate(forms.webhook_input(form, creating=True, current_headers={}))
-        created = await webhooks.create(engine, data, max_per_organization=settings.max_webhooks_per_organization)
+        created = await webhooks.create(
+            engine, data, max_per_organization=settings.max_webhooks_per_organization
+        )
     except ValidationError as exc:
-        return _form_page(request, visitor, values=forms.values_from(form), errors=_errors(from_validation_error(exc)))
+        return _form_page(
+            request, visitor, values=forms.values_from(form), errors=_errors(from_validation_error(exc))
+        )
     except Invalid as exc:
         return _form_page(request, visitor, values=forms.values_from(form), errors=_errors(exc))
     return render.redirect(f"/webhooks/{created.id}?notice=created")
@@ -94,7 +98,9 @@ async def show(request: Request, visitor: Seen, engine: Engine, webhook_id: Webh
         "more": recent.next is not None,
         "since": since,
         "notice": notice(request),
-        "redelivered": request.query_params.get("n", "") if request.query_params.get("n", "").isdigit() else None,
+        "redelivered": request.query_params.get("n", "")
+        if request.query_params.get("n", "").isdigit()
+        else None,
         "header_names": list(webhook.headers),
     }
     return render.page(request, visitor, "webhook.html", context)
@@ -127,7 +133,9 @@ async def edit(
         errors = _errors(from_validation_error(exc))
         return _form_page(request, visitor, values=forms.values_from(form), webhook=webhook, errors=errors)
     except Invalid as exc:
-        return _form_page(request, visitor, values=forms.values_from(form), webhook=webhook, errors=_errors(exc))
+        return _form_page(
+            request, visitor, values=forms.values_from(form), webhook=webhook, errors=_errors(exc)
+        )
     return render.redirect(f"/webhooks/{webhook_id}?notice=saved")
 
 

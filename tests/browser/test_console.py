@@ -36,7 +36,9 @@ async def test_console_end_to_end(
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
     csp_violations: list[str] = []
-    page.on("console", lambda m: csp_violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on(
+        "console", lambda m: csp_violations.append(m.text) if "Content Security Policy" in m.text else None
+    )
 
     async def shot(name: str) -> None:
         await page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
@@ -78,7 +80,7 @@ async def test_console_end_to_end(
 
         # the receiver fails (with a hostile body): a Label Studio change is not delivered
         receiver.respond = lambda _: Reply(status=503, body=HOSTILE)
-        labeled.execute("insert into task (data, project_id) values ('{\"text\": \"hello\"}', 1)")
+        labeled.execute('insert into task (data, project_id) values (\'{"text": "hello"}\', 1)')
         await receiver.wait_for(2)
         await page.goto(f"{base}/deliveries?state=failing")
         await page.goto(f"{base}/deliveries?action=TASKS_CREATED")

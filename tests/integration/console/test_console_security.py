@@ -91,7 +91,9 @@ def test_a_wrong_token_logs_nobody_in(browser: Browser, token: str):
 def test_a_login_from_another_site_is_refused(browser: Browser):
     """Another site's form cannot carry the login cookie (SameSite=Strict, and it cannot read
     the nonce), and its Origin gives it away: no session is issued either way."""
-    without_cookie = httpx.post(f"{browser.client.base_url}/login", data={"nonce": "guess", "token": ADMIN_TOKEN})
+    without_cookie = httpx.post(
+        f"{browser.client.base_url}/login", data={"nonce": "guess", "token": ADMIN_TOKEN}
+    )
     assert without_cookie.status_code == 403
     assert session.COOKIE not in without_cookie.headers.get("set-cookie", "")
     form = browser.client.get("/login")
@@ -120,12 +122,16 @@ def test_a_planted_session_cookie_is_never_adopted(browser: Browser, console: Ap
         assert stranger.get("/").status_code == 303
 
 
-@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target", ["//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:alert(1)"]
+)
 def test_login_never_sends_the_browser_to_another_site(browser: Browser, target: str):
     form = browser.client.get("/login")
     nonce = NONCE.search(form.text)
     assert nonce
-    answer = browser.client.post("/login", data={"nonce": nonce.group(1), "token": ADMIN_TOKEN, "next": target})
+    answer = browser.client.post(
+        "/login", data={"nonce": nonce.group(1), "token": ADMIN_TOKEN, "next": target}
+    )
     assert answer.status_code == 303 and answer.headers["location"] == "/"
 
 
@@ -171,7 +177,13 @@ def test_a_post_without_or_with_a_wrong_csrf_token_is_refused_and_changes_nothin
     other = Browser(httpx.Client(base_url=console.url))
     other.login()
     someone_elses = other.csrf()
-    for data in ({}, {"csrf": ""}, {"csrf": "0" * 64}, {"csrf": someone_elses}, {"csrf": logged_in.csrf()[:-1]}):
+    for data in (
+        {},
+        {"csrf": ""},
+        {"csrf": "0" * 64},
+        {"csrf": someone_elses},
+        {"csrf": logged_in.csrf()[:-1]},
+    ):
         answer = logged_in.client.post("/webhooks/1/pause", data=data)
         assert answer.status_code == 403, data
         assert "Nothing was changed" in answer.text
@@ -198,7 +210,9 @@ def test_a_post_made_by_another_site_is_refused_even_with_the_token(logged_in: B
         assert answer.status_code == 403, headers
     assert _active(console)
     same = logged_in.client.post(
-        "/webhooks/1/pause", data={"csrf": csrf}, headers={"Origin": console.url, "Sec-Fetch-Site": "same-origin"}
+        "/webhooks/1/pause",
+        data={"csrf": csrf},
+        headers={"Origin": console.url, "Sec-Fetch-Site": "same-origin"},
     )
     assert same.status_code == 303 and not _active(console)
 
@@ -258,7 +272,9 @@ def test_every_console_route_refuses_a_visitor_from_the_headers(console: ApiServ
             if route.path in ("/login",):
                 continue
             for method in route.methods - {"HEAD"}:
-                head = f"{method} {_paths(route)} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                head = (
+                    f"{method} {_paths(route)} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+                )
                 head += "Content-Type: application/x-www-form-urlencoded\r\n\r\n"
                 status, headers, closed = _raw(console.url, head)
                 assert status == 303 and headers["location"].startswith("/login"), (method, route.path)
@@ -270,7 +286,8 @@ def test_every_console_route_refuses_a_visitor_from_the_headers(console: ApiServ
 def test_a_console_post_over_the_limit_gets_413(logged_in: Browser):
     csrf = logged_in.csrf()
     answer = logged_in.client.post(
-        "/webhooks/new", content=b"csrf=" + csrf.encode() + b"&url=" + b"x" * (MAX_BODY_BYTES + 1),
+        "/webhooks/new",
+        content=b"csrf=" + csrf.encode() + b"&url=" + b"x" * (MAX_BODY_BYTES + 1),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 413
@@ -288,9 +305,13 @@ def test_a_form_with_too_many_fields_is_refused(logged_in: Browser):
 # -- escaping and secrets ----------------------------------------------------------------------
 
 
-def test_values_from_the_database_render_inert(logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]):
+def test_values_from_the_database_render_inert(
+    logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]
+):
     hostile = "<script>alert(1)</script>"
-    created = _webhook(console, url=f"http://127.0.0.1:9/{hostile}", description=f'"><img src=x onerror=alert(2)>{hostile}')
+    created = _webhook(
+        console, url=f"http://127.0.0.1:9/{hostile}", description=f'"><img src=x onerror=alert(2)>{hostile}'
+    )
     event = conn.execute(
         "insert into outbox.event (action, project_id, row_ids, chunk_size) values ('PING', 1, '{1}', 1) returning id"
     ).fetchone()["id"]
@@ -310,7 +331,13 @@ def test_values_from_the_database_render_inert(logged_in: Browser, console: ApiS
         " values (%s, 1, now(), 3, 500, 'http_status', %s, %s, %s)",
         (delivery, hostile, f"</pre>{hostile}", '{"X-Evil": "<script>alert(4)</script>"}'),
     )
-    pages = [f"/webhooks/{created['id']}", "/", "/deliveries", f"/deliveries/{delivery}", f"/webhooks/{created['id']}/edit"]
+    pages = [
+        f"/webhooks/{created['id']}",
+        "/",
+        "/deliveries",
+        f"/deliveries/{delivery}",
+        f"/webhooks/{created['id']}/edit",
+    ]
     for path in pages:
         html = logged_in.client.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html, path
@@ -321,7 +348,11 @@ def test_values_from_the_database_render_inert(logged_in: Browser, console: ApiS
 
 def test_pages_forbid_inline_and_foreign_scripts(logged_in: Browser):
     for path in ("/", "/deliveries", "/pipeline", "/login"):
-        answer = logged_in.client.get(path) if path != "/login" else httpx.get(f"{logged_in.client.base_url}/login")
+        answer = (
+            logged_in.client.get(path)
+            if path != "/login"
+            else httpx.get(f"{logged_in.client.base_url}/login")
+        )
         policy = answer.headers["content-security-policy"]
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy and "unsafe-eval" not in policy
         assert "frame-ancestors 'none'" in policy
@@ -330,7 +361,9 @@ def test_pages_forbid_inline_and_foreign_scripts(logged_in: Browser):
         assert "http://" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', answer.text))
 
 
-def test_secrets_and_header_values_are_never_shown(logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]):
+def test_secrets_and_header_values_are_never_shown(
+    logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]
+):
     created = _webhook(console, secret=SECRET, headers={"Authorization": HEADER_VALUE})
     test = logged_in.post(f"/webhooks/{created['id']}/test", csrf_from=f"/webhooks/{created['id']}")
     delivery = int(test.headers["location"].split("/")[2].split("?")[0])
@@ -340,7 +373,13 @@ def test_secrets_and_header_values_are_never_shown(logged_in: Browser, console: 
         " values (%s, 1, now(), 1, 200, %s)",
         (delivery, f'{{"Authorization": "{HEADER_VALUE}", "webhook-id": "msg_1"}}'),
     )
-    for path in ("/", f"/webhooks/{created['id']}", f"/webhooks/{created['id']}/edit", f"/deliveries/{delivery}", "/deliveries"):
+    for path in (
+        "/",
+        f"/webhooks/{created['id']}",
+        f"/webhooks/{created['id']}/edit",
+        f"/deliveries/{delivery}",
+        "/deliveries",
+    ):
         html = logged_in.client.get(path).text
         assert SECRET not in html and HEADER_VALUE not in html and "header-value" not in html, path
     assert "Authorization: ***" in logged_in.client.get(f"/webhooks/{created['id']}/edit").text
@@ -352,8 +391,12 @@ def test_editing_keeps_a_masked_header_value(logged_in: Browser, console: ApiSer
     answer = logged_in.client.post(
         f"/webhooks/{created['id']}/edit",
         data={
-            "csrf": csrf_of(form), "url": "http://127.0.0.1:9/changed", "send_for_all_actions": "all",
-            "send_payload": "on", "headers": "Authorization: ***\nX-Team: b", "max_concurrency": "4",
+            "csrf": csrf_of(form),
+            "url": "http://127.0.0.1:9/changed",
+            "send_for_all_actions": "all",
+            "send_payload": "on",
+            "headers": "Authorization: ***\nX-Team: b",
+            "max_concurrency": "4",
         },
     )
     assert answer.status_code == 303, answer.text
@@ -365,7 +408,9 @@ def test_editing_keeps_a_masked_header_value(logged_in: Browser, console: ApiSer
 
 def test_a_rotated_secret_is_shown_once(logged_in: Browser, console: ApiServer):
     created = _webhook(console, secret=SECRET)
-    answer = logged_in.post(f"/webhooks/{created['id']}/rotate-secret", csrf_from=f"/webhooks/{created['id']}")
+    answer = logged_in.post(
+        f"/webhooks/{created['id']}/rotate-secret", csrf_from=f"/webhooks/{created['id']}"
+    )
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
     shown = re.search(r'<code id="secret">(whsec_[A-Za-z0-9+/=]+)</code>', answer.text)
     assert shown and shown.group(1) != SECRET
