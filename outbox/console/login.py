@@ -29,14 +29,8 @@ def _form(request: Request, target: str, *, error: str | None = None, status: in
     response = render.public_page(
         request, "login.html", {"nonce": nonce, "next": target, "error": error}, status=status
     )
-    response.set_cookie(
-        session.LOGIN_COOKIE,
-        nonce,
-        max_age=session.LOGIN_SECONDS,
-        path="/login",
-        httponly=True,
-        samesite="strict",
-        secure=render.secure(request),
+    render.set_cookie(
+        response, request, session.LOGIN_COOKIE, nonce, max_age=session.LOGIN_SECONDS, path="/login"
     )
     return response
 

@@ -88,16 +88,17 @@ def secure(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def set_session(response: Response, request: Request, value: str) -> None:
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, *, max_age: int, path: str
+) -> None:
+    """The console's cookies are all HttpOnly and SameSite=Strict, and Secure over https."""
     response.set_cookie(
-        session.COOKIE,
-        value,
-        max_age=session.LIFETIME_SECONDS,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=secure(request),
+        name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=secure(request)
     )
+
+
+def set_session(response: Response, request: Request, value: str) -> None:
+    set_cookie(response, request, session.COOKIE, value, max_age=session.LIFETIME_SECONDS, path="/")
 
 
 def clear_session(response: Response, request: Request) -> None:
