@@ -19,11 +19,13 @@ from outbox.admin.database import create_engine
 from outbox.api import auth, errors, health, log, webhooks
 from outbox.api.errors import error_response
 from outbox.config import Settings
+from outbox.console import session, site
 
 MAX_BODY_BYTES = 1024 * 1024
 # Every router of the app, in the order it matches them; RequestLimits reads from their routes
-# which need the token (the app's own routes, the schema and its pages, are public).
-ROUTERS = (webhooks.public, webhooks.router, log.router, health.router)
+# which need the token or a console visitor (the app's own routes, the schema and its pages, and
+# the console's static files, are public).
+ROUTERS = (webhooks.public, webhooks.router, log.router, health.router, *site.ROUTERS)
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DESCRIPTION = """\
@@ -31,7 +33,7 @@ Label Studio's webhooks API (`/api/webhooks/`, same fields, defaults, status cod
 format as Label Studio 1.23.2, plus outbox's fields), the delivery log and replay, health and
 metrics. Authenticate with `Authorization: Token <OUTBOX_ADMIN_TOKEN>` (as Label Studio) or
 `Authorization: Bearer <OUTBOX_ADMIN_TOKEN>`; `GET /api/webhooks/info/`, `/healthz`, `/readyz`
-and this schema are public.
+and this schema are public. The web console is at `/`.
 """
 
 
@@ -67,7 +69,8 @@ class RequestLimits:
     """What every request goes through before any route runs, in this order:
 
     - a request to a route that needs the token (see ``outbox.api.auth``) without it: 401 from
-      its headers alone, its body never read (and the connection closed if it has one);
+      its headers alone, its body never read (and the connection closed if it has one); a console
+      page without the token or a session: a redirect to the login form, the same way;
     - a query string with a parameter without a name: 400;
     - a body larger than ``MAX_BODY_BYTES``: 413 from its Content-Length, or, chunked or not, as
       soon as more than that arrived, so that no more is read (the connection is then closed).
@@ -78,7 +81,7 @@ class RequestLimits:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         """``routes``: every route of ``ROUTERS``, in the order the app matches them."""
         self.app = app
-        self.token_routes = auth.TokenRoutes(routes)
+        self.guards = auth.Guards(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,12 +103,15 @@ class RequestLimits:
         await self._serve(scope, _replay(body, receive), send)
 
     def _refusal(self, scope: Scope, headers: Headers, has_body: bool) -> Response | None:
-        expected: str | None = scope["app"].state.admin_token
-        if expected is not None and self.token_routes.needed(scope):
+        state = scope["app"].state
+        guard = self.guards.needed(scope)
+        if guard == "token" and state.admin_token is not None:
             try:
-                auth.check(headers.get("authorization"), expected)
+                auth.check(headers.get("authorization"), state.admin_token)
             except errors.Unauthorized as exc:
                 return errors.unauthorized(exc.detail, close=has_body)
+        elif guard == "visitor" and auth.visitor(headers, state) is None:
+            return auth.login_required(scope, close=has_body)
         length = headers.get("content-length", "0")
         if not length.isdigit() or int(length) > MAX_BODY_BYTES:
             return _too_large()
@@ -188,9 +194,11 @@ def create_app(settings: Settings, database_url: str, *, admin_token: str | None
     app.state.engine = engine
     app.state.settings = settings
     app.state.admin_token = admin_token
+    app.state.console_key = session.key_for(admin_token)
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    site.install(app)
     app.add_middleware(RequestLimits, routes=[route for router in ROUTERS for route in router.routes])
     app.openapi = lambda: openapi(app)  # type: ignore[method-assign]
     return app
