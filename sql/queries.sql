@@ -335,12 +335,16 @@ where s.ready_at > now()
 -- ones another relay is claiming for right now) and remember them for the claim itself. The claim
 -- runs as the next statement, so its snapshot sees every lease and every rate token committed by
 -- whoever held a lock before: concurrency caps and rate limits hold across all relays.
+-- The first due delivery is found by a scan of delivery_due that stops at it: written as EXISTS,
+-- the planner took a bitmap scan reading every due row first (2 ms a claim with 9,000 queued).
 with due as materialized (
     select w.id
     from outbox.webhook w
     where w.is_active
-      and exists (select 1 from outbox.delivery d
-                  where d.webhook_id = w.id and d.state = 'pending' and d.next_attempt_at <= now())
+      and (select d.next_attempt_at from outbox.delivery d
+           where d.webhook_id = w.id and d.state = 'pending' and d.next_attempt_at <= now()
+           order by d.next_attempt_at
+           limit 1) is not null
 )
 select set_config('outbox.claimable', coalesce(string_agg(id::text, ','), ''), true) as claimable
 from due
