@@ -421,6 +421,8 @@ class Relay:
 
 
 def _log_result(result: Result) -> None:
+    """One line per delivery outcome: INFO when delivered, WARNING otherwise. Its fields go in
+    ``extra`` too, for the JSON log format (never a header value or a secret: the URL is redacted)."""
     level = logging.INFO if result.state == "delivered" else logging.WARNING
     if not log.isEnabledFor(level):
         return  # formatting costs more than the rest of a delivery's bookkeeping
@@ -430,6 +432,18 @@ def _log_result(result: Result) -> None:
         f" chunk {delivery.chunk}" if delivery.chunk else ""
     )
     took = f"{outcome.duration_ms:.1f} ms"
+    fields = {
+        "delivery_id": delivery.id,
+        "event_id": delivery.event_id,
+        "chunk": delivery.chunk,
+        "webhook_id": delivery.webhook_id,
+        "action": delivery.action,
+        "state": result.state,
+        "status": outcome.status,
+        "error_class": outcome.error_class,
+        "duration_ms": round(outcome.duration_ms, 1),
+        "attempt": delivery.attempt,
+    }
     if result.state == "delivered":
         log.info(
             "delivered %s to %s: HTTP %s in %s (attempt %d)",
@@ -438,6 +452,7 @@ def _log_result(result: Result) -> None:
             outcome.status,
             took,
             delivery.attempt,
+            extra=fields,
         )
     elif result.state == "pending":
         log.warning(
@@ -447,6 +462,14 @@ def _log_result(result: Result) -> None:
             where,
             outcome.error,
             result.delay or 0.0,
+            extra={**fields, "next_attempt_in": result.delay},
         )
     else:
-        log.warning("%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt, outcome.error)
+        log.warning(
+            "%s to %s is dead after %d attempt(s): %s",
+            what,
+            where,
+            delivery.attempt,
+            outcome.error,
+            extra=fields,
+        )
