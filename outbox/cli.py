@@ -25,6 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 class CliError(Exception):
     """An error the user can act on: printed without a traceback, exit status 2."""
 
