@@ -291,6 +291,19 @@ def up(
 
 
 @app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Check the installation: database, migrations, triggers, relays, backlog, dead deliveries,
+    disabled webhooks, NOTIFY queue, long transactions. Exit status 0 when healthy, else 1."""
+    from outbox.doctor import examine
+
+    report = examine(_database_url(_settings()))
+    typer.echo(_redact(report.json() if as_json else report.text()))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command()
 def prune() -> None:
     """Delete delivered events, deliveries and attempts past OUTBOX_RETENTION (dead ones past
     OUTBOX_DEAD_RETENTION) now, in small batches; relays also do this on their own."""
