@@ -13,7 +13,7 @@ import psycopg
 import typer
 from pydantic import ValidationError
 
-from outbox import __version__, db, embedded, logs, migrations, sql
+from outbox import __version__, db, embedded, logs, migrations
 from outbox.config import Settings, variable_name
 from outbox.logs import Redactor
 
@@ -24,8 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-SANDBOX_DATABASE = "labelstudio"
 
 
 class CliError(Exception):
@@ -40,6 +38,8 @@ _redact = Redactor([])
 
 # Options whose names are not the field's with dashes
 _FLAGS = {"api_host": "--host", "api_port": "--port"}
+# Options of the root command (`outbox --log-format json relay`), for every command's settings
+_root_options: dict[str, Any] = {}
 
 
 def _source(field: str, flags: set[str]) -> str:
@@ -52,7 +52,7 @@ def _source(field: str, flags: set[str]) -> str:
 def _settings(**overrides: Any) -> Settings:
     """The settings, with flags given on the command line; DATABASE_URL checked before anything
     can connect (and its password known to the redactor before anything can log)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in {**_root_options, **overrides}.items() if v is not None}
     try:
         settings = Settings(**given)
     except ValidationError as exc:
@@ -71,11 +71,20 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _setup_logging(settings: Settings) -> None:
-    logs.install(settings.log_level, _redact)
+    logs.install(settings.log_level, _redact, kind=settings.log_format)
 
 
 def _database_url(settings: Settings) -> str:
+    """DATABASE_URL; unset, the sandbox of the embedded server `outbox up` runs in OUTBOX_DATA_DIR."""
     if settings.database_url is None:
+        server = embedded.find(settings.data_dir)
+        if server is not None:
+            return server.url(embedded.SANDBOX_DATABASE)
+        if embedded.exists(settings.data_dir):
+            raise CliError(
+                f"DATABASE_URL is not set and the embedded PostgreSQL in {settings.data_dir} is not"
+                " running: start it with `outbox up` (or set DATABASE_URL)"
+            )
         raise CliError(
             "DATABASE_URL is not set: point it at the Label Studio database "
             "(`outbox up` and `outbox demo` start an embedded PostgreSQL when it is unset)"
@@ -154,8 +163,13 @@ def _root(
         bool,
         typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
     ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option("--log-format", help="text, or json: one object a line (OUTBOX_LOG_FORMAT)."),
+    ] = None,
 ) -> None:
     """Postgres-native webhooks for Label Studio."""
+    _root_options["log_format"] = log_format
 
 
 @app.command()
@@ -258,31 +272,35 @@ def relay_command(
 
 @app.command()
 def up(
-    poll_interval: Annotated[
-        float | None, typer.Option(help="Seconds between polls when no NOTIFY arrives.")
-    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address of the API (OUTBOX_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port of the API; 0 picks one (OUTBOX_API_PORT).")] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No token required (only on 127.0.0.1).")
+    ] = False,
 ) -> None:
-    """Migrate and run the relay until interrupted (an embedded PostgreSQL without DATABASE_URL)."""
-    settings = _settings(poll_interval=poll_interval)
+    """Migrate, then run the relay and the admin API in one process until SIGTERM/SIGINT (an
+    embedded PostgreSQL with Label Studio-shaped tables without DATABASE_URL)."""
+    from outbox import up as supervisor
+
+    settings = _settings(api_host=host, api_port=port)
     _setup_logging(settings)
-    if settings.database_url is None:
-        server = embedded.start(settings.data_dir)
-        embedded.ensure_database(server.url(), SANDBOX_DATABASE)
-        url = server.url(SANDBOX_DATABASE)
-        with _connect(url) as conn:
-            conn.execute(sql.read("label_studio_sandbox.sql"))
-        typer.echo(
-            f"embedded PostgreSQL with Label Studio-shaped tables; to use it from another shell:\n"
-            f"  export DATABASE_URL='{url}'",
-            err=True,
-        )
-    else:
-        url = settings.database_url.get_secret_value()
-    with _connect(url) as conn:
-        applied = migrations.migrate(conn)
-    if applied:
-        typer.echo(f"applied {', '.join(m.name for m in applied)}", err=True)
-    _run_relay(url, settings)
+    try:
+        raise typer.Exit(supervisor.run(settings, no_auth=no_auth, redact=_redact))
+    except supervisor.UpError as exc:
+        raise CliError(str(exc)) from None
+
+
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, for scripts.")] = False,
+) -> None:
+    """Check the installation: database, migrations, triggers, relays, backlog, dead deliveries,
+    disabled webhooks, NOTIFY queue, long transactions. Exit status 0 when healthy, else 1."""
+    from outbox.doctor import examine
+
+    report = examine(_database_url(_settings()))
+    typer.echo(_redact(report.json() if as_json else report.text()))
+    raise typer.Exit(0 if report.ok else 1)
 
 
 @app.command()

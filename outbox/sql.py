@@ -1,4 +1,5 @@
-"""Where the SQL lives: the ``sql/`` folder, and the named queries of ``sql/queries.sql``.
+"""Where the SQL lives: the ``sql/`` folder, and the named queries of ``sql/queries.sql`` (and of
+the other files written the same way: ``sql/doctor.sql``).
 
 Installed wheels carry ``sql/`` as ``outbox/_sql``; a source checkout reads the top-level folder.
 """
@@ -14,7 +15,7 @@ _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
 class QueryNotFound(KeyError):
-    """A named query that ``sql/queries.sql`` does not define."""
+    """A named query that its file (``sql/queries.sql``) does not define."""
 
 
 @cache
@@ -32,8 +33,8 @@ def read(name: str) -> str:
 
 
 @cache
-def _queries() -> dict[str, str]:
-    text = read("queries.sql")
+def _queries(file: str) -> dict[str, str]:
+    text = read(file)
     names = list(_NAME.finditer(text))
     queries: dict[str, str] = {}
     for match, following in zip(names, [*names[1:], None], strict=True):
@@ -42,9 +43,9 @@ def _queries() -> dict[str, str]:
     return queries
 
 
-def query(name: str) -> str:
-    """One named block of ``sql/queries.sql`` (``-- name: <name>``)."""
+def query(name: str, file: str = "queries.sql") -> str:
+    """One named block (``-- name: <name>``) of ``sql/queries.sql``, or of ``file``."""
     try:
-        return _queries()[name]
+        return _queries(file)[name]
     except KeyError:
         raise QueryNotFound(name) from None

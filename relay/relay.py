@@ -426,6 +426,8 @@ class Relay:
 
 
 def _log_result(result: Judged) -> None:
+    """One line per delivery outcome: INFO when delivered, WARNING otherwise. Its fields go in
+    ``extra`` too, for the JSON log format (never a header value or a secret: the URL is redacted)."""
     level = logging.INFO if result.state == "delivered" else logging.WARNING
     if not log.isEnabledFor(level):
         return  # formatting costs more than the rest of a delivery's bookkeeping
@@ -435,6 +437,18 @@ def _log_result(result: Judged) -> None:
         f" chunk {delivery.chunk}" if delivery.chunk else ""
     )
     took = f"{attempt.duration_ms:.1f} ms"
+    fields = {
+        "delivery_id": delivery.id,
+        "event_id": delivery.event_id,
+        "chunk": delivery.chunk,
+        "webhook_id": delivery.webhook_id,
+        "action": delivery.action,
+        "state": result.state,
+        "status": attempt.status,
+        "error_class": attempt.error_class,
+        "duration_ms": round(attempt.duration_ms, 1),
+        "attempt": delivery.attempt_number,
+    }
     if result.state == "delivered":
         log.info(
             "delivered %s to %s: HTTP %s in %s (attempt %d)",
@@ -443,6 +457,7 @@ def _log_result(result: Judged) -> None:
             attempt.status,
             took,
             delivery.attempt_number,
+            extra=fields,
         )
     elif result.state == "pending":
         log.warning(
@@ -452,8 +467,14 @@ def _log_result(result: Judged) -> None:
             where,
             attempt.error,
             result.delay or 0.0,
+            extra={**fields, "next_attempt_in": result.delay},
         )
     else:
         log.warning(
-            "%s to %s is dead after %d attempt(s): %s", what, where, delivery.attempt_number, attempt.error
+            "%s to %s is dead after %d attempt(s): %s",
+            what,
+            where,
+            delivery.attempt_number,
+            attempt.error,
+            extra=fields,
         )

@@ -203,26 +203,52 @@ class Readiness:
     database: str
     migrations: str
     pending: tuple[str, ...] = ()
+    relays: str = "unknown"
+
+
+def _relays_state(alive: int, changes: bool, due: bool) -> tuple[bool, str]:
+    """Whether the relays are up to the work queued, and what to say: work queued with no relay
+    alive is not ready (nothing will be delivered); no relay and nothing queued is."""
+    if alive:
+        return True, f"alive: {alive}"
+    queued = [what for what, there in (("captured changes", changes), ("due deliveries", due)) if there]
+    if not queued:
+        return True, "none alive, nothing queued"
+    return False, f"none alive with {' and '.join(queued)} queued: start `outbox relay` (or `outbox up`)"
 
 
 async def readiness(engine: AsyncEngine) -> Readiness:
-    """Whether the database answers and every migration of this version is applied unchanged."""
-    m = t.schema_migrations
+    """Whether the database answers, every migration of this version is applied unchanged, and
+    some relay is alive when there is work queued (captured changes, deliveries due on active
+    webhooks)."""
+    m, d, w = t.schema_migrations, t.delivery, t.webhook
+    alive = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, RELAY_ALIVE_SECONDS)
+    relays = select(func.count()).select_from(t.relay).where(t.relay.c.heartbeat_at > alive)
+    due = (
+        select(d.c.id)
+        .join(w, w.c.id == d.c.webhook_id)
+        .where(d.c.state == "pending", d.c.next_attempt_at <= func.now(), w.c.is_active)
+        .exists()
+    )
+    work = select(select(t.change.c.id).exists(), due)
     try:
         async with engine.connect() as conn:
             installed = (
                 await conn.execute(select(func.to_regclass("outbox.schema_migrations").is_not(None)))
             ).scalar_one()
             rows = (await conn.execute(select(m.c.name, m.c.checksum))).all() if installed else []
+            applied = {name: checksum for name, checksum in rows}
+            current = installed and not migrations.plan(migrations.load(), applied)
+            # only an installed, current schema can be asked about relays
+            alive_count = (await conn.execute(relays)).scalar_one() if current else 0
+            changes, due_now = (await conn.execute(work)).one() if current else (False, False)
             await conn.rollback()
-    except (OperationalError, DBAPIError, OSError) as exc:
-        return Readiness(False, f"unreachable: {type(exc).__name__}", "unknown")
-    applied = {name: checksum for name, checksum in rows}
-    try:
-        pending = migrations.plan(migrations.load(), applied)
     except migrations.MigrationChanged:
         return Readiness(False, "ok", "changed: applied migrations differ from this version's files")
-    if pending:
-        names = tuple(p.name for p in pending)
+    except (OperationalError, DBAPIError, OSError) as exc:
+        return Readiness(False, f"unreachable: {type(exc).__name__}", "unknown")
+    if not current:
+        names = tuple(p.name for p in migrations.plan(migrations.load(), applied))
         return Readiness(False, "ok", "pending: run `outbox migrate`", names)
-    return Readiness(True, "ok", "current")
+    ok, relays_state = _relays_state(alive_count, bool(changes), bool(due_now))
+    return Readiness(ok, "ok", "current", relays=relays_state)

@@ -25,6 +25,7 @@ class Ready(BaseModel):
     database: str
     migrations: str
     pending: list[str]
+    relays: str
 
 
 @router.get("/healthz", response_model=Alive, summary="The process is up")
@@ -36,8 +37,8 @@ async def healthz() -> Alive:
 @router.get(
     "/readyz",
     response_model=Ready,
-    summary="The database answers and migrations are current",
-    responses={503: {"model": Ready, "description": "Not ready: see `database` and `migrations`."}},
+    summary="The database answers, migrations are current, and queued work has a relay",
+    responses={503: {"model": Ready, "description": "Not ready: see `database`, `migrations` and `relays`."}},
 )
 async def readyz(engine: Engine) -> JSONResponse:
     state = await metrics.readiness(engine)
@@ -46,6 +47,7 @@ async def readyz(engine: Engine) -> JSONResponse:
         database=state.database,
         migrations=state.migrations,
         pending=list(state.pending),
+        relays=state.relays,
     )
     return JSONResponse(body.model_dump(), status_code=200 if state.ready else 503)
 

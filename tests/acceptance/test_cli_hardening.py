@@ -262,7 +262,9 @@ def test_a_database_that_does_not_exist_is_one_line(database_url):
         (("relay",), {"OUTBOX_CONCURRENCY": "0"}, "OUTBOX_CONCURRENCY"),
         (("relay", "--concurrency", "0"), {}, "--concurrency"),
         (("relay", "--poll-interval", "0"), {}, "--poll-interval"),
-        (("api", "--port", "0"), {}, "--port"),
+        (("api", "--port", "65536"), {}, "--port"),  # 0 is any free port (`outbox up --port 0`)
+        (("up", "--port", "-1"), {}, "--port"),
+        (("relay",), {"OUTBOX_LOG_FORMAT": "xml"}, "OUTBOX_LOG_FORMAT"),
         (("webhooks", "list"), {"OUTBOX_LOG_LEVEL": "chatty"}, "OUTBOX_LOG_LEVEL"),
     ],
 )

@@ -30,7 +30,7 @@ RELAY_IO = {f"relay.{name}" for name in (
 )}  # fmt: skip
 IO_LIBRARIES = {"aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
 RELAY_MAY_USE_OF_OUTBOX = {"outbox.db", "outbox.sql"}
-COMPOSERS = {"outbox.cli", "outbox.cli_admin", "outbox.demo"}
+COMPOSERS = {"outbox.cli", "outbox.cli_admin", "outbox.demo", "outbox.up"}
 
 
 def modules(package: str) -> dict[str, Path]:

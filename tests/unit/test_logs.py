@@ -4,6 +4,7 @@ included (issue 9 item 7)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import sys
 from collections.abc import Iterator
@@ -63,3 +64,37 @@ def test_empty_secrets_are_ignored():
 @given(st.text(min_size=1).filter(lambda s: "*" not in s), st.text(), st.text())
 def test_no_secret_survives(secret, before, after):
     assert secret not in Redactor([secret])(before + secret + after)
+
+
+def _capture_json(secrets: list[str]) -> tuple[logging.Logger, io.StringIO, Redactor]:
+    stream = io.StringIO()
+    redact = Redactor(secrets)
+    install("INFO", redact, stream=stream, kind="json")
+    return logging.getLogger("outbox.test"), stream, redact
+
+
+def test_json_lines_carry_the_extra_fields_and_no_secret():
+    """issue 11 item 5: one object per line; a secret JSON would escape (a quote, a backslash,
+    a non-ASCII letter) is redacted before encoding, and a token learnt later (Redactor.add) too."""
+    odd = 'pa"ss\\wörd'
+    log, stream, redact = _capture_json([odd])
+    redact.add("later-token-123456")
+    try:
+        raise RuntimeError(f"refused {odd}\nsecond line")
+    except RuntimeError:
+        log.exception(
+            "failed with %s and %s", odd, "later-token-123456", extra={"webhook_id": 7, "note": odd}
+        )
+    log.info("plain", extra={"status": None, "duration_ms": 1.5})
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert (
+        first["message"] == "failed with *** and ***" and first["webhook_id"] == 7 and first["note"] == "***"
+    )
+    assert "RuntimeError: refused ***" in first["exception"]
+    assert first["level"] == "ERROR" and first["logger"] == "outbox.test" and first["time"].endswith("+00:00")
+    assert second["status"] is None and second["duration_ms"] == 1.5
+    text = stream.getvalue()
+    for part in (odd, json.dumps(odd)[1:-1], "later-token-123456"):
+        assert part not in text

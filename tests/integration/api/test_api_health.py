@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.anyio
 
 
 def _metrics(api) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -36,8 +39,39 @@ def test_readiness_follows_the_migrations(api, seeded):
     assert not_ready.status_code == 503
     assert not_ready.json() == {
         "status": "not ready", "database": "ok", "migrations": "pending: run `outbox migrate`",
-        "pending": ["capture.sql"],
+        "pending": ["capture.sql"], "relays": "unknown",
     }  # fmt: skip
+
+
+async def test_readiness_needs_a_live_relay_when_work_is_queued(api, seeded, start_relay):
+    """issue 11: /readyz said "ready" with no relay running and work queued."""
+    with api.client(token=None) as client:
+        idle = client.get("/readyz")
+        assert idle.status_code == 200 and idle.json()["relays"] == "none alive, nothing queued"
+        seeded.execute("insert into task (data, project_id) values ('{}', 1)")  # a captured change
+        queued = client.get("/readyz")
+        assert queued.status_code == 503
+        assert queued.json() == {
+            "status": "not ready", "database": "ok", "migrations": "current", "pending": [],
+            "relays": "none alive with captured changes queued: start `outbox relay` (or `outbox up`)",
+        }  # fmt: skip
+        # a delivery due on an active webhook is work too (one on a paused webhook waits on purpose)
+        seeded.execute("delete from outbox.change")  # routed, as it were
+        hook = seeded.execute(
+            "insert into outbox.webhook (organization_id, url) values (1, 'http://127.0.0.1:9/') returning id"
+        ).fetchone()["id"]
+        event = seeded.execute(
+            "insert into outbox.event (action, organization_id, chunk_size) values ('PING', 1, 1) returning id"
+        ).fetchone()["id"]
+        seeded.execute("insert into outbox.delivery (event_id, webhook_id) values (%s, %s)", (event, hook))
+        due = client.get("/readyz")
+        assert due.status_code == 503 and "due deliveries queued" in due.json()["relays"]
+        seeded.execute("update outbox.webhook set is_active = false where id = %s", (hook,))
+        assert client.get("/readyz").status_code == 200
+        seeded.execute("update outbox.webhook set is_active = true where id = %s", (hook,))
+        async with start_relay():
+            alive = client.get("/readyz")
+    assert alive.status_code == 200 and alive.json()["relays"] == "alive: 1"
 
 
 def test_readiness_when_the_database_is_unreachable(start_api, seeded):

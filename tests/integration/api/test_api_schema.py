@@ -35,6 +35,8 @@ CHECKS = [
     unsupported_method,
 ]  # ignored_auth: test_every_route_but_the_public_ones_needs_the_token does it for every route
 PUBLIC = {("GET", "/api/webhooks/info/"), ("GET", "/healthz"), ("GET", "/readyz")}
+# /readyz answers its documented 503 here: the module's webhook has a delivery due and no relay runs
+NOT_READY = ("GET /readyz", 503)
 
 calls: Counter[str] = Counter()
 seconds: Counter[str] = Counter()
@@ -89,8 +91,11 @@ def test_no_server_error_and_answers_match_the_schema(case: Any, module_api: Any
     calls[operation] += 1
     response = case.call(base_url=module_api.url, headers={"Authorization": f"Token {ADMIN_TOKEN}"})
     seconds[operation] += time.perf_counter() - started
+    checks = CHECKS
+    if (operation, response.status_code) == NOT_READY:
+        checks = [check for check in CHECKS if check is not not_a_server_error]
     try:
-        case.validate_response(response, checks=CHECKS)
+        case.validate_response(response, checks=checks)
     except Exception:
         failures[operation] += 1
         raise
@@ -109,7 +114,8 @@ def test_every_route_but_the_public_ones_needs_the_token(module_api):
                 headers = {"Authorization": f"Token {token}"} if token else {}
                 answer = client.request(method, concrete, headers=headers, json={})
                 if public:
-                    assert answer.status_code < 400, (method, path)
+                    expected = answer.status_code < 400 or (f"GET {path}", answer.status_code) == NOT_READY
+                    assert expected, (method, path, answer.status_code)
                 else:
                     assert answer.status_code == 401, (method, path, token, answer.status_code)
                     assert answer.json()["detail"] in (
