@@ -1,161 +1,27 @@
-"""The ``outbox`` command line."""
+"""The commands that install outbox and run it: ``migrate``, ``uninstall``, ``relay``, ``up``,
+``prune``, ``demo``."""
 
 from __future__ import annotations
 
 import logging
 import signal
-import sys
-import traceback
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
-import psycopg
 import typer
-from pydantic import ValidationError
 
-from outbox import __version__, db, embedded, logs, migrations, sql
-from outbox.config import Settings, variable_name
-from outbox.logs import Redactor
+from outbox import db, embedded, migrations, sql
+from outbox.cli.common import CliError, plural
+from outbox.cli.common import connect as _connect
+from outbox.cli.common import database_url as _database_url
+from outbox.cli.common import load_settings as _settings
+from outbox.cli.common import setup_logging as _setup_logging
+from outbox.config import Settings
 
-app = typer.Typer(
-    name="outbox",
-    help="Postgres-native webhooks for Label Studio.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+# Top-level commands: outbox.cli adds each of them to the ``outbox`` app.
+app = typer.Typer()
 
 SANDBOX_DATABASE = "labelstudio"
-
-
-class CliError(Exception):
-    """An error the user can act on: printed without a traceback, exit status 2."""
-
-
-NOT_INSTALLED = "outbox is not installed in this database: run `outbox migrate` first"
-
-# What the CLI knows to hide, from the configuration it read: the DSN's password and the admin
-# token. Every error line and log record passes through it (`outbox.logs`).
-_redact = Redactor([])
-
-# Options whose names are not the field's with dashes
-_FLAGS = {"api_host": "--host", "api_port": "--port"}
-
-
-def _source(field: str, flags: set[str]) -> str:
-    """What the user set: the flag when it came from one, else the environment variable."""
-    if field in flags:
-        return _FLAGS.get(field, "--" + field.replace("_", "-"))
-    return variable_name(field) if field in Settings.model_fields else field
-
-
-def _settings(**overrides: Any) -> Settings:
-    """The settings, with flags given on the command line; DATABASE_URL checked before anything
-    can connect (and its password known to the redactor before anything can log)."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_source(str(e['loc'][0]), set(given)) if e['loc'] else 'settings'}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise CliError(f"invalid configuration: {problems}") from None
-    global _redact
-    url = settings.database_url.get_secret_value() if settings.database_url else None
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
-    _redact = Redactor([*(db.dsn_secrets(url) if url else []), token])
-    if url is not None:
-        db.check_database_url(url, variable_name("database_url"))
-    return settings
-
-
-def _setup_logging(settings: Settings) -> None:
-    logs.install(settings.log_level, _redact)
-
-
-def _database_url(settings: Settings) -> str:
-    if settings.database_url is None:
-        raise CliError(
-            "DATABASE_URL is not set: point it at the Label Studio database "
-            "(`outbox up` and `outbox demo` start an embedded PostgreSQL when it is unset)"
-        )
-    return settings.database_url.get_secret_value()
-
-
-def _connect(url: str) -> psycopg.Connection[Any]:
-    return db.connect_sync(url, autocommit=True)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
-
-
-def expected_error(exc: BaseException) -> str | None:
-    """The one-line message for a failure the user can act on, or None for a bug (traceback).
-
-    The one place where predictable failures of every command become messages: a configuration or
-    database URL error, a database that refuses or lacks outbox, an admin error (an id that does
-    not exist, bad input), a migration that cannot proceed.
-    """
-    from psycopg import errors
-
-    if isinstance(exc, CliError | db.DatabaseUrlError | migrations.MigrationError):
-        return str(exc)
-    if "outbox.admin.errors" in sys.modules:
-        from outbox.admin.errors import AdminError
-
-        if isinstance(exc, AdminError):
-            return str(exc)
-    if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import DBAPIError
-
-        if isinstance(exc, DBAPIError) and exc.orig is not None:
-            return expected_error(exc.orig)
-    if isinstance(exc, errors.UndefinedTable | errors.InvalidSchemaName | errors.UndefinedFunction):
-        # only outbox's own objects: anything else missing is a bug worth its traceback
-        return NOT_INSTALLED if "outbox" in str(exc) else None
-    if isinstance(exc, psycopg.OperationalError):
-        reason = _one_line(str(exc)) or type(exc).__name__
-        if reason.startswith(("connection failed", "connection to server", "Multiple connection")):
-            return f"cannot connect to the database: {reason}"
-        return f"database error: {reason}"
-    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        return expected_error(exc.exceptions[0])
-    return None
-
-
-def main() -> None:
-    """Entry point: expected errors become one line on stderr and exit status 2."""
-    try:
-        app()
-    except Exception as exc:  # noqa: BLE001 - a bug is printed too, redacted
-        message = expected_error(exc)
-        if message is None:  # a bug: its traceback, without the configured secrets
-            text = "".join(traceback.format_exception(exc))
-            typer.echo(_redact(text), err=True, nl=False)
-            raise SystemExit(1) from None
-        # messages raised by sql/ (preflight) carry the prefix already
-        typer.echo(f"outbox: {_redact(message).removeprefix('outbox: ')}", err=True)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:  # Ctrl-C in a short command: no traceback
-        raise SystemExit(130) from None
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"outbox {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True),
-    ] = False,
-) -> None:
-    """Postgres-native webhooks for Label Studio."""
 
 
 @app.command()
@@ -304,7 +170,10 @@ def prune() -> None:
             await conn.close()
 
     pruned = anyio.run(run)
-    typer.echo(f"pruned {pruned.deliveries} deliveries and {pruned.events} events")
+    typer.echo(
+        f"pruned {plural(pruned.deliveries, 'delivery', 'deliveries')} "
+        f"and {plural(pruned.events, 'event', 'events')}"
+    )
 
 
 @app.command()
@@ -318,9 +187,3 @@ def demo(
         raise CliError(f"--tasks: {MIN_TASKS} to {MAX_TASKS} tasks, not {tasks}")
     settings = _settings()
     raise typer.Exit(run_demo(settings, tasks=tasks))
-
-
-# `outbox api`, `outbox webhooks …`, `outbox deliveries …`, `outbox events …`
-from outbox.cli_admin import register as _register_admin  # noqa: E402
-
-_register_admin(app)
