@@ -133,8 +133,8 @@ def _stderr_console() -> Any:
 @events_app.command("list")
 def events_list(
     action: Annotated[str | None, typer.Option(help="e.g. TASKS_CREATED")] = None,
-    project: Annotated[int | None, typer.Option()] = None,
-    organization: Annotated[int | None, typer.Option()] = None,
+    project: Annotated[int | None, typer.Option(help="Only this project's.", min=1)] = None,
+    organization: Annotated[int | None, typer.Option(help="Only this organization's.", min=1)] = None,
     since: Since = None,
     until: Until = None,
     limit: Limit = 50,
