@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from outbox.cli import app, command, common
 from outbox.config import Settings
-from tests.acceptance.test_cli_admin import cli, outbox  # noqa: F401 - cli is a fixture
+from tests.support.cli import outbox
 
 
 def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -35,7 +35,9 @@ def test_every_command_is_listed_in_its_groups_help():
         listing = outbox(*group, "--help").stdout
         for path in COMMANDS:
             if path[:-1] == group:
-                assert re.search(rf"│ {re.escape(path[-1])}\s", listing), f"{path} missing from {group} --help"
+                assert re.search(rf"│ {re.escape(path[-1])}\s", listing), (
+                    f"{path} missing from {group} --help"
+                )
 
 
 @pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
