@@ -140,6 +140,4 @@ async def connect_plain(
 ) -> psycopg.AsyncConnection[tuple[Any, ...]]:
     """An async connection with psycopg's own row and json handling, for SQLAlchemy (which reads
     rows by position and parses json itself)."""
-    return await psycopg.AsyncConnection.connect(
-        dsn, **session_parameters(application_name, connect_timeout)
-    )
+    return await psycopg.AsyncConnection.connect(dsn, **session_parameters(application_name, connect_timeout))

@@ -2,8 +2,9 @@
 
 Connections are made by ``outbox.db`` from ``DATABASE_URL`` as given (a URL or a libpq
 ``key=value`` string, which SQLAlchemy's URL parser does not take), with the same session settings
-as the relay's and the CLI's (``outbox.db.session_parameters``). Statement parameters are kept out of exception messages,
-since they can hold secrets and header values, and the DSN's password out of connection errors.
+as the relay's and the CLI's (``outbox.db.session_parameters``). Statement parameters are kept out
+of exception messages, since they can hold secrets and header values, and the DSN's password out of
+connection errors.
 """
 
 from __future__ import annotations

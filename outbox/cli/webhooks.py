@@ -311,3 +311,32 @@ def webhooks_resume(webhook_id: WebhookArg, as_json: Json = False) -> None:
     settings = load_settings()
     found = admin.run(settings, lambda e: webhooks.set_active(e, webhook_id, True), as_json=as_json)
     admin.print_json(found) if as_json else render_webhook(found)
+
+
+@app.command("adopt")
+def webhooks_adopt(
+    project: Annotated[int | None, typer.Option(help="Only this project's webhooks.", min=1)] = None,
+    deactivate: Annotated[
+        bool,
+        typer.Option("--deactivate", help="Set Label Studio's copies inactive, in the same transaction."),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be done.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Copy Label Studio's own webhooks (its settings page's) into outbox, once each."""
+    from outbox.admin import adopt
+    from outbox.cli.render import render_adoption
+
+    settings = load_settings()
+    report = admin.run(
+        settings,
+        lambda e: adopt.adopt(
+            e,
+            project=project,
+            deactivate=deactivate,
+            dry_run=dry_run,
+            max_per_organization=settings.max_webhooks_per_organization,
+        ),
+        as_json=as_json,
+    )
+    admin.print_json(report) if as_json else render_adoption(report)
