@@ -85,7 +85,8 @@ def webhooks_add(
         bool, typer.Option("--generate-secret", help="Generate a signing secret and print it once.")
     ] = False,
     ordered: Annotated[
-        bool, typer.Option(help="Deliver a project's events one at a time, in order.")
+        bool,
+        typer.Option("--ordered/--unordered", help="Deliver a project's events one at a time, in order."),
     ] = False,
     max_concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
     rate_limit: Annotated[float | None, typer.Option(help="Requests per second at most.")] = None,
