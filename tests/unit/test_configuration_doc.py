@@ -5,55 +5,21 @@ variable or option added later fails this test until it is documented."""
 
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import AliasChoices
 
 from outbox.cli import command
-from outbox.config import Settings
+from tests.support.configuration import ROOT, environ_reads, outbox_variables, settings_variables
 
-ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "configuration.md").read_text()
 
 
-def settings_variables() -> set[str]:
-    names = set()
-    prefix = str(Settings.model_config.get("env_prefix", ""))
-    for field, info in Settings.model_fields.items():
-        alias = info.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(str(choice) for choice in alias.choices)
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(f"{prefix}{field}".upper())
-    return names
-
-
-def environ_reads(folder: str) -> set[str]:
-    """Names read with ``os.environ[...]``, ``os.environ.get(...)`` or ``os.getenv(...)``."""
-    found = set()
-    for path in (ROOT / folder).rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            key = None
-            if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
-                key = node.slice
-            elif isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv"):
-                key = node.args[0] if node.args else None
-            if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                found.add(key.value)
-    return found
-
-
 def code_variables() -> set[str]:
-    own = environ_reads("outbox") | environ_reads("relay")
     # the tests' and benchmarks' own; PATH, TMPDIR, PGOPTIONS … are not outbox's to document
     suites = {n for n in environ_reads("tests") | environ_reads("bench") if n.startswith("OUTBOX_")}
-    return settings_variables() | own | suites
+    return outbox_variables() | suites
 
 
 def documented_variables() -> set[str]:
