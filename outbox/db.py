@@ -1,7 +1,9 @@
-"""Connections to the Label Studio database, configured the same way everywhere.
+"""Connections to the Label Studio database, configured the same way everywhere: the relay's, the
+CLI's and migrations', and the admin API's engine all connect through this module.
 
-Sessions run in UTC so timestamps come back ready to serialise with a ``Z``; jsonb is parsed with
-orjson. DSNs are masked before they reach a log line or an error message.
+Sessions run in UTC so timestamps come back ready to serialise with a ``Z``, without JIT
+(``session_parameters``); jsonb is parsed with orjson where rows are dicts. DSNs are masked before
+they reach a log line or an error message.
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def mask_dsn(dsn: str) -> str:
     return make_conninfo("", **params)
 
 
-def _params(application_name: str, connect_timeout: float) -> dict[str, Any]:
+def session_parameters(application_name: str, connect_timeout: float) -> dict[str, Any]:
+    """What every connection of outbox is opened with (libpq keywords)."""
     return {
         "application_name": application_name,
         "connect_timeout": max(1, round(connect_timeout)),
@@ -115,7 +118,7 @@ async def connect(
         dsn,
         autocommit=autocommit,
         row_factory=dict_row,
-        **_params(application_name, connect_timeout),
+        **session_parameters(application_name, connect_timeout),
     )
     set_json_loads(orjson.loads, conn)
     return conn
@@ -126,7 +129,15 @@ def connect_sync(
 ) -> psycopg.Connection[DictRow]:
     """A blocking connection returning rows as dicts (CLI and migrations)."""
     conn = psycopg.Connection.connect(
-        dsn, autocommit=autocommit, row_factory=dict_row, **_params(application_name, 5.0)
+        dsn, autocommit=autocommit, row_factory=dict_row, **session_parameters(application_name, 5.0)
     )
     set_json_loads(orjson.loads, conn)
     return conn
+
+
+async def connect_plain(
+    dsn: str, *, application_name: str = APPLICATION_NAME, connect_timeout: float = 5.0
+) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+    """An async connection with psycopg's own row and json handling, for SQLAlchemy (which reads
+    rows by position and parses json itself)."""
+    return await psycopg.AsyncConnection.connect(dsn, **session_parameters(application_name, connect_timeout))

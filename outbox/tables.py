@@ -187,6 +187,14 @@ detached_task = Table(
     _ts("detached_at", nullable=False),
 )
 
+adopted_webhook = Table(
+    "adopted_webhook",
+    metadata,
+    Column("label_studio_webhook_id", Integer, primary_key=True),
+    Column("webhook_id", Integer),
+    _ts("adopted_at", nullable=False),
+)
+
 schema_migrations = Table(
     "schema_migrations",
     metadata,
@@ -197,7 +205,8 @@ schema_migrations = Table(
 )
 
 # Label Studio's own tables, only the columns the admin side reads (which organization a project
-# belongs to, which organizations exist). Never written.
+# belongs to, which organizations exist, Label Studio's own webhooks). Written only by
+# `outbox webhooks adopt --deactivate`, which sets Label Studio's copy of a webhook inactive.
 label_studio = MetaData(schema="public")
 
 project = Table(
@@ -211,4 +220,26 @@ organization = Table(
     "organization",
     label_studio,
     Column("id", Integer, primary_key=True),
+)
+
+label_studio_webhook = Table(
+    "webhook",
+    label_studio,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("send_payload", Boolean, nullable=False),
+    Column("send_for_all_actions", Boolean, nullable=False),
+    Column("headers", JSONB, nullable=False),
+    Column("is_active", Boolean, nullable=False),
+    _ts("updated_at", nullable=False),
+    Column("organization_id", Integer, nullable=False),
+    Column("project_id", Integer),
+)
+
+label_studio_webhook_action = Table(
+    "webhook_action",
+    label_studio,
+    Column("id", Integer, primary_key=True),
+    Column("action", Text, nullable=False),
+    Column("webhook_id", Integer, nullable=False),
 )

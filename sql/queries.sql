@@ -1,5 +1,8 @@
--- Every statement outbox's Python code runs, one named block each (`-- name: <name>`), loaded once
--- by outbox/sql.py. Parameters are always bound (%(name)s), never formatted into the text; large
+-- The statements of the relay (relay/) and the migrations runner (outbox/migrations.py), one named
+-- block each (`-- name: <name>`), loaded once by outbox/sql.py. The admin side (outbox/admin/: the
+-- API and the CLI's webhooks/deliveries/events/adopt commands) builds its statements with
+-- SQLAlchemy Core over outbox/tables.py instead; migrations, capture triggers, preflight, uninstall
+-- and the Label Studio sandbox are files of their own in sql/. Parameters are always bound (%(name)s), never formatted into the text; large
 -- arrays go in binary (%(name)b): as text, psycopg spent a tenth of the relay's time writing them.
 
 -- ---------------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The admin side's database access: SQLAlchemy 2 Core on async psycopg.
 
-Connections are made by psycopg itself from ``DATABASE_URL`` as given (a URL or a libpq
+Connections are made by ``outbox.db`` from ``DATABASE_URL`` as given (a URL or a libpq
 ``key=value`` string, which SQLAlchemy's URL parser does not take), with the same session settings
-as the relay's: UTC, an application name. Statement parameters are kept out of exception messages,
-since they can hold secrets and header values, and the DSN's password out of connection errors.
+as the relay's and the CLI's (``outbox.db.session_parameters``). Statement parameters are kept out
+of exception messages, since they can hold secrets and header values, and the DSN's password out of
+connection errors.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from outbox import db
 from outbox.admin.errors import AdminError, Invalid, invalid
 
 
@@ -31,11 +33,8 @@ def create_engine(
 
     async def connect() -> psycopg.AsyncConnection[Any]:
         try:
-            return await psycopg.AsyncConnection.connect(
-                dsn,
-                application_name=application_name,
-                connect_timeout=max(1, round(connect_timeout)),
-                options="-c TimeZone=UTC",
+            return await db.connect_plain(
+                dsn, application_name=application_name, connect_timeout=connect_timeout
             )
         except psycopg.ProgrammingError:
             # psycopg quotes a connection string it cannot parse, password included

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from relay.actions import ORGANIZATION_ONLY
+from relay.signing import PREFIX as SECRET_PREFIX
 
 MAX_URL_LENGTH = 2048
 MAX_HEADERS = 10
@@ -38,15 +39,18 @@ RESERVED_HEADERS = frozenset(
 INVALID_URL = "Enter a valid URL: an absolute http:// or https:// URL."
 ORGANIZATION_ONLY_IN_PROJECT = "Project webhook can't contain organization-only action."
 SECRET_FORMAT = (
-    'webhook secret must be "whsec_" followed by the base64 of 24 to 64 random bytes '
+    f'webhook secret must be "{SECRET_PREFIX}" followed by the base64 of 24 to 64 random bytes '
     "(`outbox webhooks rotate-secret` makes one)"
 )
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
-_SECRET = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
-_MASKED = re.compile(r"^whsec_\*{4}[A-Za-z0-9+/=]{0,4}$")
+# sql/0001_schema.sql's check_webhook_secret says the same; tests/integration/test_rules_agree.py
+# runs one table of cases through both
+SECRET_BYTES = (24, 64)
+_SECRET = re.compile(rf"^{SECRET_PREFIX}[A-Za-z0-9+/]+={{0,2}}$")
+_MASKED = re.compile(rf"^{SECRET_PREFIX}\*{{4}}[A-Za-z0-9+/=]{{0,4}}$")
 
 
 def encodable(text: str) -> bool:
@@ -113,10 +117,10 @@ def secret_problem(secret: str) -> str | None:
     if not _SECRET.match(secret):
         return SECRET_FORMAT
     try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
     except (binascii.Error, ValueError):
         return SECRET_FORMAT
-    if not 24 <= len(key) <= 64:
+    if not SECRET_BYTES[0] <= len(key) <= SECRET_BYTES[1]:
         return SECRET_FORMAT
     return None
 
@@ -137,4 +141,4 @@ def mask_secret(secret: str | None) -> str | None:
     """How a secret is shown: the prefix and its last four characters, enough to tell two apart."""
     if secret is None:
         return None
-    return "whsec_****" + secret[-4:]
+    return SECRET_PREFIX + "****" + secret[-4:]

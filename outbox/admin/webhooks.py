@@ -211,7 +211,7 @@ async def resolve_organization(conn: AsyncConnection, project: int | None, organ
     )
 
 
-async def _check_cap(conn: AsyncConnection, organization: int, limit: int) -> None:
+async def check_cap(conn: AsyncConnection, organization: int, limit: int) -> None:
     # Serialised per organization, so that concurrent creates cannot pass the cap together.
     await conn.execute(select(func.pg_advisory_xact_lock(CAP_LOCK, organization)))
     count = (
@@ -225,7 +225,7 @@ async def _check_cap(conn: AsyncConnection, organization: int, limit: int) -> No
         )
 
 
-def _values(data: WebhookCreate | WebhookUpdate, fields: set[str]) -> dict[str, Any]:
+def column_values(data: WebhookCreate | WebhookUpdate, fields: set[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for field in fields:
         value = getattr(data, field)
@@ -245,8 +245,8 @@ async def create(engine: AsyncEngine, data: WebhookCreate, *, max_per_organizati
         raise invalid("non_field_errors", problem)
     async with transaction(engine) as conn:
         organization = await resolve_organization(conn, data.project, data.organization)
-        await _check_cap(conn, organization, max_per_organization)
-        values = _values(data, set(WRITABLE))
+        await check_cap(conn, organization, max_per_organization)
+        values = column_values(data, set(WRITABLE))
         webhook_id = (
             await conn.execute(
                 w.insert()
@@ -279,7 +279,7 @@ async def update(
             problem = validation.organization_only_problem(current.project_id, [str(a) for a in data.actions])
             if problem:
                 raise invalid("non_field_errors", problem)
-        values = _values(data, fields)
+        values = column_values(data, fields)
         if "secret" in fields:
             if data.secret is not None and validation.is_masked(data.secret):
                 # a client sending back what it read: unchanged if it is the current secret's mask

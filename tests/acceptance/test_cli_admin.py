@@ -15,36 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from relay.signing import generate_secret
+from tests.support.cli import outbox
 from tests.support.waiting import wait_until_answering
-
-
-def outbox(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which("outbox") or str(Path(sys.executable).parent / "outbox")
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_") and k != "DATABASE_URL"}
-    return subprocess.run(
-        [executable, *args], env={**clean, **(env or {})}, capture_output=True, text=True, timeout=timeout
-    )
-
-
-@pytest.fixture
-def cli(conn, database_url):
-    """``cli("webhooks", "list")`` on a database with organization 1 and projects 1 and 2."""
-    conn.execute("insert into organization (id, title) values (1, 'org')")
-    conn.execute("insert into project (id, title, organization_id) values (1, 'p1', 1), (2, 'p2', 1)")
-
-    def run(*args: str, ok: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
-        result = outbox(*args, env={"DATABASE_URL": database_url, **env})
-        assert "Traceback" not in result.stderr, result.stderr
-        if ok:
-            assert result.returncode == 0, result.stdout + result.stderr
-        return result
-
-    return run
 
 
 def test_webhook_lifecycle(cli, conn):

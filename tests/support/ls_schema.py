@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from tests.support.lsdb import insert
 
@@ -87,3 +88,31 @@ def annotation(
 ) -> None:
     row = {"id": annotation_id, "task_id": task_id, "project_id": project_id, "result": []}
     insert(conn, "task_completion", _stamped({**ANNOTATION_REQUIRED, **row, **columns}))
+
+
+def label_studio_webhook(
+    conn: psycopg.Connection[Any],
+    webhook_id: int,
+    url: str,
+    *,
+    org_id: int = 1,
+    project_id: int | None = None,
+    actions: tuple[str, ...] = (),
+    headers: dict[str, Any] | None = None,
+    send_payload: bool = True,
+    is_active: bool = True,
+) -> None:
+    """One of Label Studio's own webhooks (its settings page's), with its actions, every column
+    given as Django gives them (so it works on the real schema and the sandbox alike)."""
+    conn.execute(
+        "insert into public.webhook (id, url, send_payload, send_for_all_actions, headers, is_active,"
+        " created_at, updated_at, organization_id, project_id)"
+        " values (%s, %s, %s, %s, %s, %s, now(), now(), %s, %s)",
+        (webhook_id, url, send_payload, not actions, Jsonb(headers or {}), is_active, org_id, project_id),
+    )
+    for action in actions:
+        conn.execute(
+            "insert into public.webhook_action (id, action, webhook_id)"
+            " values ((select coalesce(max(id), 0) + 1 from public.webhook_action), %s, %s)",
+            (action, webhook_id),
+        )

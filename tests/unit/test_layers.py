@@ -30,7 +30,9 @@ RELAY_IO = {f"relay.{name}" for name in (
 )}  # fmt: skip
 IO_LIBRARIES = {"aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
 RELAY_MAY_USE_OF_OUTBOX = {"outbox.db", "outbox.sql"}
-COMPOSERS = {"outbox.cli", "outbox.cli_admin", "outbox.demo", "outbox.up"}
+COMPOSERS = {"outbox.cli.run", "outbox.demo", "outbox.up"}
+# the command line's shared modules: the command groups import these, never each other
+CLI_SHARED = {"outbox.cli.common", "outbox.cli.admin", "outbox.cli.render"}
 
 
 def modules(package: str) -> dict[str, Path]:
@@ -86,6 +88,20 @@ def test_outbox_uses_only_relays_pure_modules(module):
     used = {name for name in imports(OUTBOX[module]) if within(name, {"relay"})}
     wrong = {name for name in used if within(name, RELAY_IO)}
     assert not wrong, f"{module} reaches into relay's I/O: {sorted(wrong)} (only the CLI and demo compose)"
+
+
+def test_the_command_line_has_no_import_cycle():
+    """``outbox.cli`` assembles the groups; a group uses only the shared modules; of those,
+    ``admin`` uses ``common`` and nothing else of the command line."""
+    cli = {name: path for name, path in OUTBOX.items() if within(name, {"outbox.cli"})}
+    groups = set(cli) - CLI_SHARED - {"outbox.cli"}
+    assert {"outbox.cli.run", "outbox.cli.api", "outbox.cli.webhooks", "outbox.cli.deliveries"} <= groups
+    allowed = {"outbox.cli.common": set(), "outbox.cli.render": set(), "outbox.cli.admin": {"outbox.cli.common"}}
+    for name in set(cli) - {"outbox.cli"}:
+        # ``from outbox.cli import admin`` names the package and the module: the module counts
+        used = {n for n in imports(cli[name]) if within(n, {"outbox.cli"})} - {"outbox.cli"}
+        wrong = {n for n in used if not within(n, allowed.get(name, CLI_SHARED))}
+        assert not wrong, f"{name} imports {sorted(wrong)}"
 
 
 def test_the_check_catches_a_wrong_way_import(tmp_path):

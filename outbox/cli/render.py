@@ -9,9 +9,11 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from outbox.admin.adopt import Adoption, AdoptReport
 from outbox.admin.models import DeliveryDetail, DeliveryPage, EventPage, Webhook
 from relay.urls import redact_url
 
@@ -148,3 +150,43 @@ def _next(cursor: str | None, shown: int, one: str, many: str) -> None:
     console.print(
         f"{shown} {one if shown == 1 else many}" + (f"; more with --cursor {cursor}" if cursor else "")
     )
+
+
+def _adoption_line(a: Adoption, dry_run: bool) -> str:
+    scope = "organization-level" if a.project is None else f"project {a.project}"
+    actions = "all actions" if a.send_for_all_actions else ", ".join(a.actions) or "no action"
+    headers = f"headers: {', '.join(a.headers)}" if a.headers else "no headers"
+    what = f"Label Studio webhook {a.label_studio_webhook} ({scope}, {a.url}, {actions}, {headers})"
+    if a.outcome == "skip":
+        return f"skipped {what}: {a.reason}"
+    if a.outcome == "already adopted":
+        copy = "its copy was deleted since" if a.webhook is None else f"as webhook {a.webhook}"
+        line = f"already adopted {what}, {copy}"
+    else:
+        line = f"would adopt {what}" if dry_run else f"adopted {what} as webhook {a.webhook}"
+    if a.deactivate:
+        line += "; would deactivate it in Label Studio" if dry_run else "; deactivated it in Label Studio"
+    return line
+
+
+def render_adoption(report: AdoptReport) -> None:
+    """One line per Label Studio webhook, then the totals; plain text (URLs may hold brackets)."""
+    if not report.adoptions:
+        typer.echo("no Label Studio webhook to adopt")
+        return
+    for item in report.adoptions:
+        typer.echo(_adoption_line(item, report.dry_run))
+    new, known, skipped = (report.count(o) for o in ("adopt", "already adopted", "skip"))
+    verb = "would adopt" if report.dry_run else "adopted"
+    summary = f"{verb} {new}, {known} already adopted, {skipped} skipped"
+    if report.deactivate:
+        summary += (
+            f"; {report.deactivated} {'would be ' if report.dry_run else ''}deactivated in Label Studio"
+        )
+    typer.echo(("dry run, nothing changed: " if report.dry_run else "") + summary)
+    still_sending = [a for a in report.adoptions if a.outcome != "skip" and not a.deactivate]
+    if not report.deactivate and still_sending and new:
+        typer.echo(
+            "Label Studio still sends to these webhooks too, so receivers get every event twice: "
+            "run again with --deactivate (or switch them off on Label Studio's webhooks page)"
+        )

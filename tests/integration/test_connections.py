@@ -1,0 +1,43 @@
+"""One connection factory: the relay's, the CLI's and the admin engine's sessions are opened with the
+same settings (``outbox.db.session_parameters``), so a planner setting cannot diverge again."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from outbox import db
+from outbox.admin.database import create_engine
+
+SETTINGS = (
+    "select current_setting('jit') as jit, current_setting('TimeZone') as tz, "
+    "current_setting('application_name') as app"
+)
+EXPECTED = {"jit": "off", "tz": "UTC"}
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_async_connection(database_url):
+    conn = await db.connect(database_url, application_name="outbox-test")
+    try:
+        row = await (await conn.execute(SETTINGS)).fetchone()
+    finally:
+        await conn.close()
+    assert row == {**EXPECTED, "app": "outbox-test"}
+
+
+def test_blocking_connection(database_url):
+    with db.connect_sync(database_url, application_name="outbox-test") as conn:
+        assert conn.execute(SETTINGS).fetchone() == {**EXPECTED, "app": "outbox-test"}
+
+
+@pytest.mark.parametrize("pool_size", [None, 2], ids=["cli", "api"])
+async def test_admin_engine(database_url, pool_size):
+    engine = create_engine(database_url, application_name="outbox-test", pool_size=pool_size)
+    try:
+        async with engine.connect() as conn:
+            row = (await conn.execute(text(SETTINGS))).mappings().one()
+    finally:
+        await engine.dispose()
+    assert dict(row) == {**EXPECTED, "app": "outbox-test"}
