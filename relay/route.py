@@ -14,7 +14,7 @@ import orjson
 from psycopg.rows import DictRow
 
 from outbox.sql import query
-from relay import build, chunks, payloads
+from relay import build, chunks, emitted, payloads
 from relay.actions import CHUNKED, Action
 from relay.chunks import Chunk
 from relay.database import Conn
@@ -89,8 +89,9 @@ async def route_changes(
     if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
         await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
     if not webhooks:  # nobody subscribed: nothing to group, only to forget
+        forgotten = await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
         await conn.execute(query("delete_changes"), {"ids": done})
-        return RouteReport(len(done), [])
+        return RouteReport(len(done), forgotten)
     changes = [_change(row) for row in rows]
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
@@ -135,6 +136,8 @@ async def route_changes(
             (event_ids[position], item.chunk): body
             for (position, item), body in zip(built, bodies, strict=True)
         }
+    # events outbox.emit recorded in these transactions (no statement unless there are some)
+    routed += await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
 

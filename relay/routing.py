@@ -69,6 +69,16 @@ class Routed:
         return replace(self, chunks=tuple(split))
 
 
+def plan_emitted(event: Event, target: int | None, webhooks: Iterable[Webhook], size: int) -> Routed:
+    """An emitted event's route: every matching webhook, or only ``target`` (``run_webhook``,
+    whatever actions it lists) while it is active. One chunk of no rows, of ``size`` bytes."""
+    if target is None:
+        chosen = route(event, webhooks)
+    else:
+        chosen = [w for w in webhooks if w.id == target and w.is_active]
+    return Routed(event, tuple(chosen), 1, (Chunk(0, 0, size, size),))
+
+
 def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) -> list[Routed]:
     """Route every event, and split chunked actions into POSTs of ``batch_size`` rows (``sized``
     then bounds them by bytes too, once the rows' sizes are known)."""
