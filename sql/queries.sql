@@ -576,3 +576,19 @@ where e.id = any (%(event_ids)s::bigint[]) and e.id <> all (%(target_events)s::b
 select event_id, payload_key, payload::text as payload
 from outbox.emitted
 where event_id = any (%(event_ids)s::bigint[]);
+
+-- ---------------------------------------------------------------------------------------------
+-- application code: outbox.emit and friends on the caller's connection (outbox/emit.py). Plain
+-- positional parameters, the one style psycopg, psycopg2 and Django's cursors all take.
+
+-- name: emit
+select outbox.emit(%s, %s, %s, %s::jsonb);
+
+-- name: run_webhook
+select outbox.run_webhook(%s, %s, %s::jsonb, %s);
+
+-- name: active_webhooks
+select webhook_id, webhook_project_id, url, send_payload from outbox.active_webhooks(%s, %s, %s);
+
+-- name: emit_for
+select outbox.emit_for(%s, %s::integer[], %s);
