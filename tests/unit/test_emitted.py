@@ -74,6 +74,6 @@ def test_no_query_mixes_positional_and_named_placeholders_comments_included():
     # psycopg reads placeholders in comments too: a "%s" in a named query's comment broke it
     for name in _queries():
         text = query(name)
-        positional = re.search(r"%[sb]", text)
+        positional = re.search(r"(?<!%)%[sb]", text)
         named = re.search(r"%\(\w+\)[sb]", text)
         assert not (positional and named), name
