@@ -179,7 +179,7 @@ async def test_events_and_deliveries_are_paginated_newest_first(api, seeded):
         future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         assert (await client.get("/api/events/", params={"since": future})).json()["results"] == []
         assert (await client.get("/api/events/", params={"project": 2})).json()["results"] == []
-        bad = await client.get("/api/events/", params={"action": "NOPE"})
+        bad = await client.get("/api/events/", params={"action": "nope"})
         assert bad.status_code == 400 and "action" in bad.json()["validation_errors"]
         bad = await client.get(f"/api/webhooks/{hook['id']}/deliveries/", params={"cursor": "garbage!"})
         assert bad.status_code == 400 and "cursor" in bad.json()["validation_errors"]
