@@ -66,6 +66,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(webhooks_app, name="webhooks")
     app.add_typer(deliveries_app, name="deliveries")
     app.add_typer(events_app, name="events")
+    from outbox.cli_actions import actions_app, webhooks_backfill
+
+    app.add_typer(actions_app, name="actions")
+    webhooks_app.command("backfill")(webhooks_backfill)
 
 
 # -- running an operation --------------------------------------------------------------------
@@ -486,9 +490,7 @@ def deliveries_list(
     webhook_id: Annotated[
         int | None, typer.Argument(help="Webhook id (leave out for every webhook's).", min=1)
     ] = None,
-    state: Annotated[
-        str | None, typer.Option(help="pending, failing, delivered or dead.")
-    ] = None,
+    state: Annotated[str | None, typer.Option(help="pending, failing, delivered or dead.")] = None,
     project: Annotated[int | None, typer.Option(help="Only this project's.", min=1)] = None,
     action: Annotated[str | None, typer.Option(help="Only this action's, e.g. TASKS_CREATED.")] = None,
     since: Since = None,

@@ -90,3 +90,19 @@ def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) 
         split = tuple(chunks.by_rows(rows, chunk_size))
         routed.append(Routed(event, tuple(route(event, candidates)), chunk_size, split))
     return routed
+
+
+def too_large_reason(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
+    """Why a chunk's body is not built: one row that alone is over the byte budget (or the
+    project, which every body holds); None when it fits."""
+    if not chunks.too_large(chunk, max_bytes):
+        return None
+    if chunk.envelope > max_bytes:  # no row is the cause: every body of the event is too large
+        row = f" (the project {event.project_id} alone takes {chunk.envelope} bytes)"
+    else:
+        row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
+    return (
+        f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
+        "not built, not sent"
+    )

@@ -592,3 +592,19 @@ select webhook_id, webhook_project_id, url, send_payload from outbox.active_webh
 
 -- name: emit_for
 select outbox.emit_for(%s, %s::integer[], %s);
+
+-- ---------------------------------------------------------------------------------------------
+-- backfill (outbox/admin/backfill.py): existing rows sent to one webhook, chunked like imports
+
+-- name: backfill_tasks
+-- A project's tasks created since a time (all without one), in id order, with the size estimate
+-- take_changes computes for a task of an import (keep the two alike), and the project's.
+select t.id,
+       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0)
+           + 11 * (select count(*) from public.task_comment_authors ca where ca.task_id = t.id) as bytes,
+       (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = %(project_id)s)
+           as project_bytes
+from public.task t
+where t.project_id = %(project_id)s
+  and (%(since)s::timestamptz is null or t.created_at >= %(since)s::timestamptz)
+order by t.id;

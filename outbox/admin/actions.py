@@ -9,13 +9,13 @@ remove an action some webhook lists, with a message that names the webhooks.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox import tables as t
-from outbox.admin.errors import Conflict, NotFound, invalid
+from outbox.admin.errors import Conflict, Invalid, NotFound
 from outbox.admin.models import ActionInfo
 from outbox.admin.webhooks import transaction
 from relay.actions import CATALOG
@@ -25,8 +25,17 @@ NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
 PAYLOAD_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
-@dataclass(frozen=True)
-class RegisteredAction:
+class ActionCreate(BaseModel):
+    """A custom action to register (``POST /api/actions/``)."""
+
+    name: str = Field(max_length=100, description="e.g. MODEL_TRAINED", examples=["MODEL_TRAINED"])
+    title: str = Field(max_length=200, description="What GET /api/webhooks/info/ shows as its name.")
+    payload_key: str = Field(max_length=64, description="The body's key for the payload, e.g. model.")
+    description: str = Field("", max_length=1000)
+    organization_only: bool = Field(False, description="Sent only to organization-level webhooks.")
+
+
+class RegisteredAction(BaseModel):
     """One row of ``outbox.action``."""
 
     name: str
@@ -39,7 +48,14 @@ class RegisteredAction:
 
 # Label Studio 1.23.2's actions, in its order: what 0005 seeds the table with.
 SEED = tuple(
-    RegisteredAction(action.value, info.name, info.description, info.key, info.organization_only, True)
+    RegisteredAction(
+        name=action.value,
+        title=info.name,
+        description=info.description,
+        payload_key=info.key,
+        organization_only=info.organization_only,
+        built_in=True,
+    )
     for action, info in CATALOG.items()
 )
 
@@ -77,7 +93,7 @@ async def registry(conn: AsyncConnection) -> tuple[RegisteredAction, ...]:
             ).order_by(a.c.seq)
         )
     ).all()
-    return tuple(RegisteredAction(*row) for row in rows)
+    return tuple(RegisteredAction.model_validate(row, from_attributes=True) for row in rows)
 
 
 async def list_actions(engine: AsyncEngine) -> tuple[RegisteredAction, ...]:
@@ -105,33 +121,18 @@ def problems(
     return found
 
 
-async def add(
-    engine: AsyncEngine,
-    name: str,
-    *,
-    title: str,
-    payload_key: str,
-    description: str = "",
-    organization_only: bool = False,
-) -> RegisteredAction:
+async def add(engine: AsyncEngine, data: ActionCreate) -> RegisteredAction:
     """Register a custom action."""
-    found = problems(name, title, payload_key, description, organization_only)
+    name = data.name
+    found = problems(name, data.title, data.payload_key, data.description, data.organization_only)
     if found:
-        raise invalid(*next(iter((field, messages[0]) for field, messages in found.items())))
+        raise Invalid(found)
     async with transaction(engine) as conn:
         exists = (await conn.execute(select(a.c.name).where(a.c.name == name))).first()
         if exists is not None:
             raise Conflict(f"Action {name} is registered already.")
-        await conn.execute(
-            a.insert().values(
-                name=name,
-                title=title,
-                payload_key=payload_key,
-                description=description,
-                organization_only=organization_only,
-            )
-        )
-    return RegisteredAction(name, title, description, payload_key, organization_only, False)
+        await conn.execute(a.insert().values(**data.model_dump()))
+    return RegisteredAction(**data.model_dump(), built_in=False)
 
 
 async def remove(engine: AsyncEngine, name: str) -> None:

@@ -314,7 +314,6 @@ async def wait_for_outcome(engine: AsyncEngine, delivery_id: int, seconds: float
 # -- events ------------------------------------------------------------------------------------
 
 
-
 async def list_events(
     engine: AsyncEngine,
     *,

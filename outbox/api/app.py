@@ -16,14 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox import __version__
 from outbox.admin.database import create_engine
-from outbox.api import auth, errors, health, log, webhooks
+from outbox.api import actions, auth, errors, health, log, webhooks
 from outbox.api.errors import error_response
 from outbox.config import Settings
 
 MAX_BODY_BYTES = 1024 * 1024
 # Every router of the app, in the order it matches them; RequestLimits reads from their routes
 # which need the token (the app's own routes, the schema and its pages, are public).
-ROUTERS = (webhooks.public, webhooks.router, log.router, health.router)
+ROUTERS = (webhooks.public, webhooks.router, log.router, health.router, actions.router)
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DESCRIPTION = """\

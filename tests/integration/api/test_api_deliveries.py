@@ -191,7 +191,9 @@ async def test_events_and_deliveries_are_paginated_newest_first(api, seeded):
 async def test_failing_and_dead_deliveries_are_found_across_webhooks_in_cursor_pages(api, seeded):
     async with api.async_client() as client:
         hooks = [
-            (await client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1})).json()["id"]
+            (await client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1})).json()[
+                "id"
+            ]
             for _ in range(3)
         ]
         dead = [i for hook in hooks for i in _dead_deliveries(seeded, hook, [datetime.now(UTC)] * 2)]
@@ -204,7 +206,10 @@ async def test_failing_and_dead_deliveries_are_found_across_webhooks_in_cursor_p
             seen: list[int] = []
             cursor = None
             while True:
-                page = await client.get("/api/deliveries/", params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})})
+                page = await client.get(
+                    "/api/deliveries/",
+                    params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})},
+                )
                 assert page.status_code == 200, page.text
                 seen += [d["id"] for d in page.json()["results"]]
                 cursor = page.json()["next"]
