@@ -217,3 +217,22 @@ def test_lists_and_tuples_are_arrays(ls):
         outbox.emit(ls, "MODEL_TRAINED", (3,), organization_id=1)
     stored = ls.execute("select payload from outbox.emitted order by event_id").fetchall()
     assert [r["payload"] for r in stored] == [[1, 2], [3]]
+
+
+@pytest.mark.parametrize("kind", ["psycopg-async", "django"])
+async def test_emit_for_writes_the_change_a_trigger_would_have(kind, ls, database_url):
+    ls.execute("insert into task (id, data, project_id) values (70, '{}', 1), (71, '{}', 1)")
+    ls.execute("delete from outbox.change")
+
+    def send(conn: Any) -> Any:
+        return outbox.emit_for(conn, "TASKS_CREATED", [71, 70], project_id=1)
+
+    assert await in_transaction(kind, database_url, send, commit=True) == 2
+    change = ls.execute("select table_name, op, project_id, row_ids from outbox.change").fetchone()
+    assert change == {"table_name": "task", "op": "INSERT", "project_id": 1, "row_ids": [71, 70]}
+
+
+def test_emit_for_takes_integer_ids_only(ls):
+    for ids in (["70"], [True], "70"):
+        with pytest.raises(EmitError, match="ids must be a list of integer row ids"):
+            outbox.emit_for(ls, "TASKS_CREATED", ids, project_id=1)  # type: ignore[arg-type]
