@@ -195,6 +195,31 @@ adopted_webhook = Table(
     _ts("adopted_at", nullable=False),
 )
 
+# the action registry and the payloads of emitted events (sql/0007_actions.sql)
+action = Table(
+    "action",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("payload_key", Text, nullable=False),
+    Column("organization_only", Boolean, nullable=False),
+    Column("built_in", Boolean, nullable=False),
+    Column("seq", Integer, nullable=False),
+    _ts("created_at", nullable=False),
+)
+
+emitted = Table(
+    "emitted",
+    metadata,
+    Column("event_id", BigInteger, primary_key=True),
+    Column("xid", Xid8, nullable=False),
+    Column("payload_key", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("webhook_id", Integer),
+)
+
 schema_migrations = Table(
     "schema_migrations",
     metadata,

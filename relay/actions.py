@@ -1,6 +1,8 @@
-"""The webhook actions of Label Studio 1.23.2 (what ``GET /api/webhooks/info/`` lists).
+"""The built-in webhook actions: Label Studio 1.23.2's, whose payloads outbox builds from rows.
 
-sql/0001_schema.sql holds the same names for its constraints; a test keeps the two in step.
+The registry of every action, custom ones included, is the table ``outbox.action``
+(sql/0007_actions.sql), seeded with this catalog; a test keeps the two equal. Code that lists or
+validates actions reads the table; this module says what the relay knows how to build.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ CATALOG: dict[Action, ActionInfo] = {
 }
 
 ORGANIZATION_ONLY = frozenset(a for a, info in CATALOG.items() if info.organization_only)
+
+# Actions whose bodies outbox builds itself; an event of any other action was emitted
+# (outbox.emit, outbox.run_webhook) and carries its payload in outbox.emitted.
+BUILT_IN = frozenset({*(a.value for a in Action), PING})
 
 # Actions whose payload lists full rows: split into chunks of at most WEBHOOK_BATCH_SIZE rows, each
 # POSTed with the full project (Label Studio does this for imports).

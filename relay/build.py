@@ -3,7 +3,7 @@ memory; sql/queries.sql, section "relay: building payloads"."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,7 @@ from psycopg.adapt import Loader
 from psycopg.rows import DictRow
 
 from outbox.sql import query
-from relay import payloads
+from relay import emitted, payloads
 from relay.database import Conn
 
 # Bodies built in one step are fetched and encoded together: at most this many bytes of them
@@ -63,7 +63,8 @@ async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int,
         snapshot = await fetch_snapshot(
             conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in group]
         )
-        bodies = encode_bodies(group, snapshot)
+        stored = await emitted.fetch_payloads(conn, [(p.event_id, p.action) for p in group])
+        bodies = encode_bodies(group, snapshot, stored)
         await conn.execute(
             query("store_payloads"),
             {
@@ -119,5 +120,19 @@ async def fetch_snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloa
     return payloads.Snapshot(projects=found[0], tasks=found[1], annotations=found[2])
 
 
-def encode_bodies(items: Sequence[Pending], snapshot: payloads.Snapshot) -> list[bytes]:
+def encode_bodies(
+    items: Sequence[Pending],
+    snapshot: payloads.Snapshot,
+    stored: Mapping[int, payloads.Emitted] | None = None,
+) -> list[bytes]:
+    """``stored``: the payloads of emitted events among ``items`` (relay/emitted.py), by event id."""
+    if stored:
+        return [
+            payloads.encode(
+                payloads.emitted_body(p.action, p.project_id, stored[p.event_id], snapshot)
+                if p.event_id in stored
+                else payloads.build_body(p.action, p.project_id, p.row_ids, snapshot)
+            )
+            for p in items
+        ]
     return [payloads.encode(payloads.build_body(p.action, p.project_id, p.row_ids, snapshot)) for p in items]

@@ -132,7 +132,9 @@ def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
         return Needs(projects=projects, annotations=frozenset(row_ids))
     if action in (Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED):
         return Needs(projects=projects)
-    return Needs()
+    if action == PING:
+        return Needs()
+    return Needs(projects=projects)  # an emitted event: its project, as of now
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,30 @@ def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows
     else:
         raise ValueError(f"no payload shape for action {action!r}")
     return body
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What ``outbox.emit`` stored for one event: the body's key for it and the payload's JSON,
+    passed into the body unparsed."""
+
+    key: str
+    payload: orjson.Fragment
+
+
+def emitted_body(action: str, project_id: int | None, emitted: Emitted, rows: Snapshot) -> Body:
+    """The body of an emitted event: ``{"action", <key>: payload, "project"?}``, the project as
+    Label Studio serialises it, from the current row (absent when the event has no project)."""
+    body: Body = {"action": action, emitted.key: emitted.payload}
+    if project_id is not None:
+        body["project"] = rows.project(project_id)
+    return body
+
+
+def emitted_estimate(payload_bytes: int, project_bytes: int | None, has_project: bool) -> int:
+    """The estimated size of an emitted event's body, as ``estimate`` errs: on the large side."""
+    project = chunks.PROJECT_OVERHEAD + (project_bytes or 0) if has_project else 0
+    return chunks.ENVELOPE_OVERHEAD + payload_bytes + project
 
 
 def encode(body: Body) -> bytes:

@@ -14,12 +14,11 @@ import orjson
 from psycopg.rows import DictRow
 
 from outbox.sql import query
-from relay import build, chunks, payloads
+from relay import build, chunks, emitted, payloads
 from relay.actions import CHUNKED, Action
-from relay.chunks import Chunk
 from relay.database import Conn
-from relay.events import Change, Event, group_changes
-from relay.routing import Routed, Webhook, plan
+from relay.events import Change, group_changes
+from relay.routing import Routed, Webhook, plan, too_large_reason
 
 # How long a Data Manager delete may pause between its transactions before what was deleted so far
 # is sent anyway (Label Studio died half-way).
@@ -89,8 +88,9 @@ async def route_changes(
     if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
         await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
     if not webhooks:  # nobody subscribed: nothing to group, only to forget
+        forgotten = await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
         await conn.execute(query("delete_changes"), {"ids": done})
-        return RouteReport(len(done), [])
+        return RouteReport(len(done), forgotten)
     changes = [_change(row) for row in rows]
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
@@ -135,6 +135,8 @@ async def route_changes(
             (event_ids[position], item.chunk): body
             for (position, item), body in zip(built, bodies, strict=True)
         }
+    # events outbox.emit recorded in these transactions (no statement unless there are some)
+    routed += await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
 
@@ -218,22 +220,7 @@ def _event_input(routed: Routed, max_bytes: int) -> dict[str, Any]:
         "chunk_starts": [c.start for c in routed.chunks],
         "chunk_ends": [c.end for c in routed.chunks],
         "chunk_bytes": [c.bytes for c in routed.chunks],
-        "chunk_errors": [_too_large(event, c, max_bytes) for c in routed.chunks],
+        "chunk_errors": [too_large_reason(event, c, max_bytes) for c in routed.chunks],
         "webhook_ids": [w.id for w in routed.webhooks],
         "needs_payload": routed.needs_payload,
     }
-
-
-def _too_large(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
-    """Why a chunk's body is not built: one row that alone is over the byte budget."""
-    if not chunks.too_large(chunk, max_bytes):
-        return None
-    if chunk.envelope > max_bytes:  # no row is the cause: every body of the event is too large
-        row = f" (the project {event.project_id} alone takes {chunk.envelope} bytes)"
-    else:
-        row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
-    size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
-    return (
-        f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
-        "not built, not sent"
-    )

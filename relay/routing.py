@@ -69,6 +69,16 @@ class Routed:
         return replace(self, chunks=tuple(split))
 
 
+def plan_emitted(event: Event, target: int | None, webhooks: Iterable[Webhook], size: int) -> Routed:
+    """An emitted event's route: every matching webhook, or only ``target`` (``run_webhook``,
+    whatever actions it lists) while it is active. One chunk of no rows, of ``size`` bytes."""
+    if target is None:
+        chosen = route(event, webhooks)
+    else:
+        chosen = [w for w in webhooks if w.id == target and w.is_active]
+    return Routed(event, tuple(chosen), 1, (Chunk(0, 0, size, size),))
+
+
 def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) -> list[Routed]:
     """Route every event, and split chunked actions into POSTs of ``batch_size`` rows (``sized``
     then bounds them by bytes too, once the rows' sizes are known)."""
@@ -80,3 +90,19 @@ def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) 
         split = tuple(chunks.by_rows(rows, chunk_size))
         routed.append(Routed(event, tuple(route(event, candidates)), chunk_size, split))
     return routed
+
+
+def too_large_reason(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
+    """Why a chunk's body is not built: one row that alone is over the byte budget (or the
+    project, which every body holds); None when it fits."""
+    if not chunks.too_large(chunk, max_bytes):
+        return None
+    if chunk.envelope > max_bytes:  # no row is the cause: every body of the event is too large
+        row = f" (the project {event.project_id} alone takes {chunk.envelope} bytes)"
+    else:
+        row = f" (row {event.row_ids[chunk.start]})" if chunk.rows == 1 else ""
+    size = f"{chunk.bytes / 1048576:.1f} MiB" if chunk.bytes >= 1048576 else f"{chunk.bytes} bytes"
+    return (
+        f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
+        "not built, not sent"
+    )

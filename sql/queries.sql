@@ -569,3 +569,86 @@ delete from outbox.detached_task where detached_at < now() - %(retention)s;
 -- name: prune_relays
 -- Relays that stopped without saying goodbye (killed, or their host died).
 delete from outbox.relay where heartbeat_at < now() - interval '10 minutes';
+
+-- ---------------------------------------------------------------------------------------------
+-- relay: emitted events (relay/emitted.py; outbox.emit and outbox.run_webhook, sql/0007_actions.sql)
+
+-- name: take_emitted
+-- The events emitted by the transactions whose markers routing took, with what sizing their
+-- bodies needs: the payload's size (measured by the emitting transaction) and the project's.
+select x.event_id, x.xid::text as xid, e.action, e.organization_id, e.project_id, x.webhook_id, x.size,
+       (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = e.project_id)
+           as project_bytes
+from outbox.emitted x
+join outbox.event e on e.id = x.event_id
+where x.xid = any (%(xids)s::text[]::xid8[])
+order by x.event_id;
+
+-- name: route_emitted
+-- Emitted events, routed: one payload row each for those some webhook wants the body of (one
+-- too large to send carries its error instead, and is never built), deliveries to the webhooks
+-- they matched, and the events no webhook gets are forgotten, like changes nobody subscribed to.
+with input as (
+    select *
+    from unnest(%(event_ids)s::bigint[], %(needs_payload)s::boolean[], %(sizes)s::bigint[],
+                %(errors)s::text[]) as i(event_id, needs_payload, size_estimate, error)
+),
+targets as (
+    select * from unnest(%(target_events)s::bigint[], %(target_webhooks)s::integer[])
+        with ordinality as t(event_id, webhook_id, n)
+),
+payloads as (
+    insert into outbox.payload (event_id, chunk, ready_at, built_at, row_start, row_end, size_estimate, error)
+    select i.event_id, 0, now() + %(settle)s, case when i.error is not null then now() end, 0, 0,
+           i.size_estimate, i.error
+    from input i
+    where i.needs_payload
+),
+deliveries as (
+    insert into outbox.delivery (event_id, chunk, webhook_id, project_id, next_attempt_at)
+    select t.event_id, 0, t.webhook_id, e.project_id, now() + %(settle)s
+    from targets t
+    join outbox.event e on e.id = t.event_id
+    order by t.n
+)
+delete from outbox.event e
+where e.id = any (%(event_ids)s::bigint[]) and e.id <> all (%(target_events)s::bigint[]);
+
+-- name: fetch_emitted
+-- The stored payloads of emitted events about to be built, as JSON text (passed into the body
+-- unparsed).
+select event_id, payload_key, payload::text as payload
+from outbox.emitted
+where event_id = any (%(event_ids)s::bigint[]);
+
+-- ---------------------------------------------------------------------------------------------
+-- application code: outbox.emit and friends on the caller's connection (outbox/emit.py). Plain
+-- positional parameters, the one style psycopg, psycopg2 and Django's cursors all take.
+
+-- name: emit
+select outbox.emit(%s, %s, %s, %s::jsonb);
+
+-- name: run_webhook
+select outbox.run_webhook(%s, %s, %s::jsonb, %s);
+
+-- name: active_webhooks
+select webhook_id, webhook_project_id, url, send_payload from outbox.active_webhooks(%s, %s, %s);
+
+-- name: emit_for
+select outbox.emit_for(%s, %s::integer[], %s);
+
+-- ---------------------------------------------------------------------------------------------
+-- backfill (outbox/admin/backfill.py): existing rows sent to one webhook, chunked like imports
+
+-- name: backfill_tasks
+-- A project's tasks created since a time (all without one), in id order, with the size estimate
+-- take_changes computes for a task of an import (keep the two alike), and the project's.
+select t.id,
+       octet_length(t.data::text)::bigint + coalesce(octet_length(t.meta::text), 0)
+           + 11 * (select count(*) from public.task_comment_authors ca where ca.task_id = t.id) as bytes,
+       (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = %(project_id)s)
+           as project_bytes
+from public.task t
+where t.project_id = %(project_id)s
+  and (%(since)s::timestamptz is null or t.created_at >= %(since)s::timestamptz)
+order by t.id;

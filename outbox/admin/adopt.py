@@ -27,6 +27,7 @@ from outbox import tables as t
 from outbox.admin import validation, webhooks
 from outbox.admin.errors import Conflict, field_errors
 from outbox.admin.models import Id, WebhookCreate
+from relay.actions import BUILT_IN, ORGANIZATION_ONLY
 from relay.urls import redact_url
 
 # 'adp': the advisory lock that serialises adopts, so two at once cannot copy a webhook twice
@@ -119,7 +120,11 @@ def _problem(hook: LabelStudioWebhook) -> str | None:
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         return "; ".join(f"{field}: {_flatten(problems)}" for field, problems in errors.items())
-    return validation.organization_only_problem(hook.project_id, list(hook.actions))
+    # Label Studio's webhooks list Label Studio's actions: the built-in ones of the registry
+    unknown = validation.unknown_actions(list(hook.actions), BUILT_IN)
+    if unknown:
+        return "actions: " + "; ".join(m for messages in unknown.values() for m in messages)
+    return validation.organization_only_problem(hook.project_id, list(hook.actions), ORGANIZATION_ONLY)
 
 
 def _flatten(problems: Any) -> str:

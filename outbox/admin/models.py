@@ -8,7 +8,6 @@ does, so a client that sends back what it read works unchanged.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,7 +20,6 @@ from pydantic import (
 )
 
 from outbox.admin import validation
-from relay.actions import PING, Action
 
 MAX_INT = 2**31 - 1
 
@@ -57,6 +55,20 @@ SECRET_PATTERN = r"^whsec_(?:[A-Za-z0-9+/]{4}){8,21}(?:[A-Za-z0-9+/]{3}=|[A-Za-z
 URL_SCHEMA: dict[str, Any] = {"format": "uri", "minLength": 1, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}
 
 
+def _action_name(value: object) -> object:
+    # which names are registered is the registry's to say (outbox.admin.actions); this is only
+    # the form of one, with Label Studio's message for anything else
+    if isinstance(value, str) and validation.ACTION_NAME.match(value):
+        return value
+    shown = value if isinstance(value, str) and len(value) <= 64 else "value"
+    raise ValueError(f'"{shown}" is not a valid choice.')
+
+
+ActionName = Annotated[str, BeforeValidator(_action_name)]
+# an action filter: a registered action, PING, or one removed since its events were logged
+ACTION_PATTERN = r"^[A-Z][A-Z0-9_]{0,99}$"
+
+
 def _text(value: str, what: str) -> str:
     if not validation.encodable(value):
         raise ValueError(f"{what} must be UTF-8 text without NUL characters.")
@@ -85,10 +97,11 @@ class _WebhookInput(BaseModel):
         },
     )
     is_active: StrictBool = Field(True, description="If false, the webhook is paused.")
-    actions: list[Action] = Field(
+    actions: list[ActionName] = Field(
         default_factory=list,
-        description="Actions sent when `send_for_all_actions` is false. Omitted on PATCH: kept.",
-        max_length=len(Action),
+        description="Actions sent when `send_for_all_actions` is false (names from "
+        "`GET /api/webhooks/info/`). Omitted on PATCH: kept.",
+        max_length=validation.MAX_ACTIONS,
     )
     # outbox's own fields
     description: str = Field("", max_length=1000)
@@ -127,7 +140,7 @@ class _WebhookInput(BaseModel):
 
     @field_validator("actions")
     @classmethod
-    def _unique_actions(cls, value: list[Action]) -> list[Action]:
+    def _unique_actions(cls, value: list[str]) -> list[str]:
         return list(dict.fromkeys(value))
 
     @field_validator("description")
@@ -197,10 +210,8 @@ class RecoverRequest(BaseModel):
     until: When | None = Field(None, description="Default: now.")
 
 
-# Actions an event can have: Label Studio's and the PING of `POST /api/webhooks/<id>/test`.
-EventAction = StrEnum(  # type: ignore[misc]
-    "EventAction", {name: name for name in [*(a.value for a in Action), PING]}
-)
+# Actions an event can have: registered ones, those removed since, and PING
+EventAction = Annotated[str, Field(pattern=ACTION_PATTERN, max_length=100)]
 
 
 # -- output ------------------------------------------------------------------------------------

@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from relay.actions import ORGANIZATION_ONLY
 from relay.signing import PREFIX as SECRET_PREFIX
 
 MAX_URL_LENGTH = 2048
+# actions one webhook may list
+MAX_ACTIONS = 1000
+# the form of an action name (outbox.check_action, sql/0007_actions.sql)
+ACTION_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
 MAX_HEADERS = 10
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 8192
@@ -125,11 +128,23 @@ def secret_problem(secret: str) -> str | None:
     return None
 
 
-def organization_only_problem(project_id: int | None, actions: list[str]) -> str | None:
-    """A project-level webhook cannot take actions only organization-level webhooks get."""
-    if project_id is not None and any(action in ORGANIZATION_ONLY for action in actions):
+def organization_only_problem(
+    project_id: int | None, actions: list[str], organization_only: Collection[str]
+) -> str | None:
+    """A project-level webhook cannot take actions only organization-level webhooks get
+    (``organization_only``: those of the registry)."""
+    if project_id is not None and any(action in organization_only for action in actions):
         return ORGANIZATION_ONLY_IN_PROJECT
     return None
+
+
+def unknown_actions(actions: list[str], registered: Collection[str]) -> dict[str, list[str]]:
+    """The listed actions the registry does not hold, by their index (Label Studio's message)."""
+    return {
+        str(index): [f'"{action}" is not a valid choice.']
+        for index, action in enumerate(actions)
+        if action not in registered
+    }
 
 
 def is_masked(secret: str) -> bool:

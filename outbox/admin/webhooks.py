@@ -18,16 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox import tables as t
 from outbox.admin import database, validation
-from outbox.admin.errors import Conflict, NotFound, invalid
+from outbox.admin.errors import Conflict, Invalid, NotFound, invalid
 from outbox.admin.models import (
-    ActionInfo,
     SecretRotated,
     Webhook,
     WebhookCreate,
     WebhookHealth,
     WebhookUpdate,
 )
-from relay.actions import CATALOG, PING
+from relay.actions import PING
 from relay.signing import generate_secret
 
 # 'whk': the advisory lock (with the organization id) that serialises the per-organization cap.
@@ -54,25 +53,6 @@ WRITABLE = (
 
 w = t.webhook
 h = t.webhook_health
-
-
-def actions_info(organization_only: str | None = None) -> dict[str, ActionInfo]:
-    """``GET /api/webhooks/info/``: every action, or only those whose organization-only flag is
-    ``organization_only == "true"`` when the parameter is given (any other value means false, as
-    in Label Studio)."""
-    wanted = None if organization_only is None else organization_only == "true"
-    return {
-        action.value: ActionInfo.model_validate(
-            {
-                "name": info.name,
-                "description": info.description,
-                "key": info.key,
-                "organization-only": info.organization_only,
-            }
-        )
-        for action, info in CATALOG.items()
-        if wanted is None or info.organization_only == wanted
-    }
 
 
 @asynccontextmanager
@@ -230,9 +210,27 @@ def column_values(data: WebhookCreate | WebhookUpdate, fields: set[str]) -> dict
     for field in fields:
         value = getattr(data, field)
         if field == "actions":
-            value = [str(action) for action in value]
+            value = list(value)
         values[field] = value
     return values
+
+
+async def _check_actions(conn: AsyncConnection, project_id: int | None, listed: list[str]) -> None:
+    """The listed actions against the registry (outbox.action): registered, and organization-only
+    ones on organization-level webhooks only. The table's own check is the last word."""
+    if not listed:
+        return
+    from outbox.admin import actions  # which imports this module's transaction()
+
+    registry = await actions.registry(conn)
+    unknown = validation.unknown_actions(listed, {a.name for a in registry})
+    if unknown:
+        raise Invalid({"actions": unknown})
+    problem = validation.organization_only_problem(
+        project_id, listed, {a.name for a in registry if a.organization_only}
+    )
+    if problem:
+        raise invalid("non_field_errors", problem)
 
 
 async def create(engine: AsyncEngine, data: WebhookCreate, *, max_per_organization: int) -> Webhook:
@@ -240,10 +238,8 @@ async def create(engine: AsyncEngine, data: WebhookCreate, *, max_per_organizati
     refuses those; outbox allows them)."""
     if data.secret is not None and validation.is_masked(data.secret):
         raise invalid("secret", "Send the secret itself, not its masked form.")
-    problem = validation.organization_only_problem(data.project, [str(a) for a in data.actions])
-    if problem:
-        raise invalid("non_field_errors", problem)
     async with transaction(engine) as conn:
+        await _check_actions(conn, data.project, list(data.actions))
         organization = await resolve_organization(conn, data.project, data.organization)
         await check_cap(conn, organization, max_per_organization)
         values = column_values(data, set(WRITABLE))
@@ -276,9 +272,7 @@ async def update(
         if current is None:
             raise NotFound("Webhook", webhook_id)
         if "actions" in fields:
-            problem = validation.organization_only_problem(current.project_id, [str(a) for a in data.actions])
-            if problem:
-                raise invalid("non_field_errors", problem)
+            await _check_actions(conn, current.project_id, list(data.actions))
         values = column_values(data, fields)
         if "secret" in fields:
             if data.secret is not None and validation.is_masked(data.secret):

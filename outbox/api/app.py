@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outbox import __version__
 from outbox.admin.database import create_engine
-from outbox.api import adopt, auth, errors, health, log, webhooks
+from outbox.api import actions, adopt, auth, errors, health, log, webhooks
 from outbox.api.errors import error_response
 from outbox.config import Settings
 from outbox.console import session, site
@@ -25,7 +25,10 @@ MAX_BODY_BYTES = 1024 * 1024
 # Every router of the app, in the order it matches them; RequestLimits reads from their routes
 # which need the token or a console visitor (the app's own routes, the schema and its pages, and
 # the console's static files, are public).
-ROUTERS = (webhooks.public, webhooks.router, adopt.router, log.router, health.router, *site.ROUTERS)
+ROUTERS = (
+    webhooks.public, webhooks.router, adopt.router, actions.router, log.router, health.router,
+    *site.ROUTERS,
+)  # fmt: skip
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 DESCRIPTION = """\

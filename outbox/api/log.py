@@ -50,7 +50,7 @@ async def list_events(
     """Events routed from Label Studio's changes (and PINGs), with their deliveries by state."""
     return await deliveries.list_events(
         engine,
-        action=None if action is None else action.value,
+        action=action,
         project=project,
         organization=organization,
         since=since,
@@ -117,7 +117,7 @@ async def list_deliveries(
         webhook,
         state=state,
         project=project,
-        action=None if action is None else action.value,
+        action=action,
         since=since,
         until=until,
         cursor=cursor,

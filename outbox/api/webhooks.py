@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
-from outbox.admin import deliveries, webhooks
+from outbox.admin import actions, deliveries, webhooks
 from outbox.admin.errors import invalid
 from outbox.admin.models import (
     MAX_INT,
@@ -32,6 +32,7 @@ router = APIRouter(prefix="/api/webhooks", tags=["Webhooks"], dependencies=[Depe
 
 @route(public, "GET", "/info/", response_model=dict[str, ActionInfo], summary="Get all webhook actions")
 async def info(
+    engine: Engine,
     organization_only: Annotated[
         str | None,
         Query(
@@ -41,8 +42,9 @@ async def info(
     ] = None,
 ) -> dict[str, ActionInfo]:
     """Every action a webhook can subscribe to: name, description, payload key, and whether only
-    organization-level webhooks get it. Public, as in Label Studio."""
-    return webhooks.actions_info(organization_only)
+    organization-level webhooks get it: Label Studio's, then the custom ones registered in
+    `outbox.action`. Public, as in Label Studio."""
+    return actions.info(await actions.list_actions(engine), organization_only)
 
 
 def _project_filter(project: str | None) -> webhooks.ProjectFilter:

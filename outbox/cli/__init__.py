@@ -2,7 +2,8 @@
 
 - ``run``: ``migrate``, ``uninstall``, ``relay``, ``up``, ``prune``, ``demo`` (installing and running)
 - ``api``: ``api`` (the admin API's server)
-- ``webhooks``: ``webhooks …``; ``deliveries``: ``deliveries …`` and ``events …`` (the admin
+- ``webhooks``: ``webhooks …``; ``actions``: ``actions …``; ``deliveries``: ``deliveries …`` and
+  ``events …`` (the admin
   operations, run on the database with the API's validation)
 
 Imports go one way: this module imports the groups, the groups import ``common`` (settings,
@@ -17,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from outbox import __version__
-from outbox.cli import api, common, deliveries, run, webhooks
+from outbox.cli import actions, api, common, deliveries, run, webhooks
 from outbox.cli.common import CliError, expected_error
 
 __all__ = ["CliError", "app", "command", "expected_error", "main"]
@@ -55,6 +56,7 @@ def _root(
 for group in (run.app, api.app):
     app.registered_commands.extend(group.registered_commands)
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(actions.app, name="actions")
 app.add_typer(deliveries.deliveries_app, name="deliveries")
 app.add_typer(deliveries.events_app, name="events")
 

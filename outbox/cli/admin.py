@@ -59,7 +59,7 @@ def run(settings: Settings, operation: Callable[[AsyncEngine], Awaitable[T]], *,
     # other expected failures (a database that refuses, lacks outbox…): outbox.cli.expected_error
 
 
-def validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> Any:
+def validated(model: type[BaseModel], data: dict[str, Any], as_json: bool, what: str = "webhook") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -70,7 +70,7 @@ def validated(model: type[BaseModel], data: dict[str, Any], as_json: bool) -> An
             typer.echo(
                 json.dumps({"status_code": 400, "detail": error.detail, "validation_errors": error.errors})
             )
-        raise CliError(f"invalid webhook: {error}") from None
+        raise CliError(f"invalid {what}: {error}") from None
 
 
 def print_json(value: Any) -> None:

@@ -22,7 +22,6 @@ from outbox.config import Settings
 app = typer.Typer()
 
 
-
 @app.command()
 def migrate(
     print_sql: Annotated[

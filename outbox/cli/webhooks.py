@@ -14,6 +14,7 @@ from outbox.cli.common import CliError, load_settings
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from outbox.admin.backfill import Backfilled
     from outbox.admin.models import DeliveryDetail
 
 app = typer.Typer(help="Manage webhooks, as /api/webhooks/ does.", no_args_is_help=True)
@@ -341,3 +342,40 @@ def webhooks_adopt(
         as_json=as_json,
     )
     admin.print_json(report) if as_json else render_adoption(report)
+
+
+@app.command("backfill")
+def webhooks_backfill(
+    webhook_id: WebhookArg,
+    action: Annotated[str, typer.Option(help="What to send the rows as: TASKS_CREATED.")],
+    project: Annotated[int | None, typer.Option(help="Only this project's rows.", min=1)] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only rows created since: ISO 8601, or a duration ago (24h).")
+    ] = None,
+    as_json: Json = False,
+) -> None:
+    """Send existing rows to one webhook, chunked like an import, so a new subscriber catches up."""
+    from outbox.admin import backfill
+
+    settings = load_settings()
+    fields = {"action": action, "project": project, "since": admin.parse_when(since, "--since")}
+    request = admin.validated(backfill.BackfillRequest, fields, as_json, "backfill")
+
+    async def run(engine: AsyncEngine) -> Backfilled:
+        return await backfill.backfill(
+            engine,
+            webhook_id,
+            request,
+            batch_size=settings.webhook_batch_size,
+            max_bytes=settings.max_body_bytes,
+        )
+
+    done = admin.run(settings, run, as_json=as_json)
+    if as_json:
+        admin.print_json(done)
+    else:
+        typer.echo(
+            f"webhook {webhook_id}: {done.rows} row{'' if done.rows == 1 else 's'} queued as "
+            f"{done.action}, {done.events} event{'' if done.events == 1 else 's'}, "
+            f"{done.deliveries} {'delivery' if done.deliveries == 1 else 'deliveries'}"
+        )

@@ -11,17 +11,17 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
-from outbox.admin import deliveries, payloads, webhooks
+from outbox.admin import actions, deliveries, payloads, webhooks
 from outbox.admin.errors import Invalid
-from outbox.admin.models import MAX_INT, Attempt, EventAction
+from outbox.admin.models import MAX_INT, Attempt
 from outbox.api.common import DeliveryId, Engine
 from outbox.console import forms, render
 from outbox.console.common import Seen, notice, router, shown
+from relay.actions import PING
 
 pages = router()
 
 STATES = ("pending", "failing", "delivered", "dead")
-ACTIONS = [action.value for action in EventAction]
 PAGE = 50
 # headers of an attempt that are outbox's own and never secret; every other value is shown masked
 # (the relay logs static header values masked already: this holds even for older rows)
@@ -63,7 +63,8 @@ async def index(request: Request, visitor: Seen, engine: Engine) -> Response:
     action = query.get("action", "")
     if state and state not in STATES:
         raise Invalid({"state": [f"One of {', '.join(STATES)}."]})
-    if action and action not in ACTIONS:
+    names = [a.name for a in await actions.list_actions(engine)] + [PING]
+    if action and action not in names:
         raise Invalid({"action": ["Not a known action."]})
     webhook = _id(query.get("webhook", ""), "webhook")
     project = _id(query.get("project", ""), "project")
@@ -88,7 +89,7 @@ async def index(request: Request, visitor: Seen, engine: Engine) -> Response:
         "deliveries": found.results,
         "filters": filters,
         "states": STATES,
-        "actions": ACTIONS,
+        "actions": names,
         "webhooks": await webhooks.list_webhooks(engine),
         "next_page": f"/deliveries?{urlencode({**kept, 'cursor': found.next})}" if found.next else None,
         "first_page": f"/deliveries?{urlencode(kept)}" if cursor else None,

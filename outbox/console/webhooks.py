@@ -9,11 +9,12 @@ from typing import Any
 
 from fastapi import Request
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from outbox.admin import deliveries, metrics, pipeline, webhooks
+from outbox.admin import actions, deliveries, metrics, pipeline, webhooks
 from outbox.admin.errors import Invalid, flatten, from_validation_error
-from outbox.admin.models import EventAction, WebhookCreate, WebhookUpdate
+from outbox.admin.models import WebhookCreate, WebhookUpdate
 from outbox.api.auth import Visitor
 from outbox.api.common import Config, Engine, WebhookId
 from outbox.console import forms, render
@@ -21,7 +22,6 @@ from outbox.console.common import Seen, notice, router, shown
 
 pages = router()
 
-ACTIONS = [action.value for action in EventAction if action.value != "PING"]
 RECENT = 20
 
 
@@ -49,21 +49,24 @@ async def index(request: Request, visitor: Seen, engine: Engine) -> Response:
     return render.page(request, visitor, template, context)
 
 
-def _form_page(
+async def _form_page(
     request: Request,
     visitor: Visitor,
+    engine: AsyncEngine,
     *,
     values: dict[str, Any],
     webhook: Any = None,
     errors: dict[str, list[str]] | None = None,
 ) -> Response:
-    context = {"values": values, "webhook": webhook, "errors": errors or {}, "all_actions": ACTIONS}
+    # the registry's actions: Label Studio's and the custom ones (outbox.action)
+    names = [a.name for a in await actions.list_actions(engine)]
+    context = {"values": values, "webhook": webhook, "errors": errors or {}, "all_actions": names}
     return render.page(request, visitor, "webhook_form.html", context, status=400 if errors else 200)
 
 
 @pages.get("/webhooks/new")
-async def new_form(request: Request, visitor: Seen) -> Response:
-    return _form_page(request, visitor, values=forms.blank_values())
+async def new_form(request: Request, visitor: Seen, engine: Engine) -> Response:
+    return await _form_page(request, visitor, engine, values=forms.blank_values())
 
 
 @pages.post("/webhooks/new")
@@ -76,11 +79,15 @@ async def create(
             engine, data, max_per_organization=settings.max_webhooks_per_organization
         )
     except ValidationError as exc:
-        return _form_page(
-            request, visitor, values=forms.values_from(form), errors=_errors(from_validation_error(exc))
+        return await _form_page(
+            request,
+            visitor,
+            engine,
+            values=forms.values_from(form),
+            errors=_errors(from_validation_error(exc)),
         )
     except Invalid as exc:
-        return _form_page(request, visitor, values=forms.values_from(form), errors=_errors(exc))
+        return await _form_page(request, visitor, engine, values=forms.values_from(form), errors=_errors(exc))
     return render.redirect(f"/webhooks/{created.id}?notice=created")
 
 
@@ -110,7 +117,7 @@ async def show(request: Request, visitor: Seen, engine: Engine, webhook_id: Webh
 @shown
 async def edit_form(request: Request, visitor: Seen, engine: Engine, webhook_id: WebhookId) -> Response:
     webhook = await webhooks.get(engine, webhook_id)
-    return _form_page(request, visitor, values=forms.values_of(webhook), webhook=webhook)
+    return await _form_page(request, visitor, engine, values=forms.values_of(webhook), webhook=webhook)
 
 
 @pages.post("/webhooks/{webhook_id:int}/edit")
@@ -131,10 +138,12 @@ async def edit(
         await webhooks.update(engine, webhook_id, data, secret_grace=settings.secret_grace)
     except ValidationError as exc:
         errors = _errors(from_validation_error(exc))
-        return _form_page(request, visitor, values=forms.values_from(form), webhook=webhook, errors=errors)
+        return await _form_page(
+            request, visitor, engine, values=forms.values_from(form), webhook=webhook, errors=errors
+        )
     except Invalid as exc:
-        return _form_page(
-            request, visitor, values=forms.values_from(form), webhook=webhook, errors=_errors(exc)
+        return await _form_page(
+            request, visitor, engine, values=forms.values_from(form), webhook=webhook, errors=_errors(exc)
         )
     return render.redirect(f"/webhooks/{webhook_id}?notice=saved")
 

@@ -116,7 +116,10 @@ def test_test_event_delivery_log_retry_and_recover(cli, conn):
     assert [d["id"] for d in dead["results"]] == ids[::-1][:2] and dead["next"]
     everywhere = json.loads(cli("deliveries", "list", "--state", "dead", "--project", "1", "--json").stdout)
     assert [d["id"] for d in everywhere["results"]] == ids[::-1]
-    assert "--state: pending, failing, delivered or dead" in cli("deliveries", "list", "--state", "x", ok=False).stderr
+    assert (
+        "--state: pending, failing, delivered or dead"
+        in cli("deliveries", "list", "--state", "x", ok=False).stderr
+    )
     assert f"delivery {ids[0]} of webhook {ident}: dead" in cli("deliveries", "show", str(ids[0])).stdout
     retried = json.loads(cli("deliveries", "retry", str(ids[0]), "--json").stdout)
     assert (retried["state"], retried["attempts"]) == ("pending", 8)

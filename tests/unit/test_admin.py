@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from outbox.admin import validation, webhooks
+from outbox.admin import actions, validation
 from outbox.admin.deliveries import decode_cursor, encode_cursor
 from outbox.admin.errors import Invalid, field_errors, flatten
 from outbox.admin.metrics import LATENCY_BUCKETS, Latency, Snapshot, registry
@@ -73,7 +73,7 @@ def test_field_errors_read_like_label_studios():
                 "project": "abc",
                 "send_payload": "maybe",
                 "is_active": None,
-                "actions": ["NOPE", "TASKS_CREATED", 3],
+                "actions": ["nope", "TASKS_CREATED", 3],
             }
         )
     errors = field_errors(caught.value.errors())
@@ -82,9 +82,13 @@ def test_field_errors_read_like_label_studios():
         "project": ["Incorrect type. Expected pk value, received str."],
         "send_payload": ["Must be a valid boolean."],
         "is_active": ["This field may not be null."],
-        "actions": {"0": ['"NOPE" is not a valid choice.'], "2": ['"value" is not a valid choice.']},
+        "actions": {"0": ['"nope" is not a valid choice.'], "2": ['"value" is not a valid choice.']},
     }
-    assert ("actions.0", '"NOPE" is not a valid choice.') in flatten(errors)
+    assert ("actions.0", '"nope" is not a valid choice.') in flatten(errors)
+    # a name of the right form is the registry's to know: Label Studio's message, by index
+    assert validation.unknown_actions(["TASKS_CREATED", "NOPE"], {"TASKS_CREATED"}) == {
+        "1": ['"NOPE" is not a valid choice.']
+    }
     with pytest.raises(ValidationError) as caught:
         WebhookCreate.model_validate([1, 2])
     assert field_errors(caught.value.errors()) == {
@@ -115,11 +119,11 @@ def test_cursors_round_trip_and_refuse_garbage():
 def test_info_is_label_studios():
     recorded = {step["name"]: step["response"] for step in json.loads(LS_TRANSCRIPT.read_text())}
     for name, parameter in (("info", None), ("info_org_only", "true"), ("info_not_org_only", "false")):
-        ours = {k: v.model_dump(by_alias=True) for k, v in webhooks.actions_info(parameter).items()}
+        ours = {k: v.model_dump(by_alias=True) for k, v in actions.info(actions.SEED, parameter).items()}
         assert ours == recorded[name]
         assert list(ours) == list(recorded[name])
     # Label Studio: any value but "true" means false
-    assert webhooks.actions_info("yes") == webhooks.actions_info("false")
+    assert actions.info(actions.SEED, "yes") == actions.info(actions.SEED, "false")
 
 
 def test_auth_header_forms():

@@ -24,7 +24,7 @@ PURE = {f"relay.{name}" for name in (
 )}  # fmt: skip
 RELAY_IO = {f"relay.{name}" for name in (
     "relay",  # the loop
-    "presence", "route", "build", "claim", "record", "retention",  # the stages
+    "presence", "route", "build", "claim", "record", "retention", "emitted",  # the stages
     "database", "listener", "recorder", "housekeeping",  # the components
     "sender",
 )}  # fmt: skip

@@ -179,7 +179,7 @@ async def test_events_and_deliveries_are_paginated_newest_first(api, seeded):
         future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         assert (await client.get("/api/events/", params={"since": future})).json()["results"] == []
         assert (await client.get("/api/events/", params={"project": 2})).json()["results"] == []
-        bad = await client.get("/api/events/", params={"action": "NOPE"})
+        bad = await client.get("/api/events/", params={"action": "nope"})
         assert bad.status_code == 400 and "action" in bad.json()["validation_errors"]
         bad = await client.get(f"/api/webhooks/{hook['id']}/deliveries/", params={"cursor": "garbage!"})
         assert bad.status_code == 400 and "cursor" in bad.json()["validation_errors"]
@@ -191,7 +191,9 @@ async def test_events_and_deliveries_are_paginated_newest_first(api, seeded):
 async def test_failing_and_dead_deliveries_are_found_across_webhooks_in_cursor_pages(api, seeded):
     async with api.async_client() as client:
         hooks = [
-            (await client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1})).json()["id"]
+            (await client.post("/api/webhooks/", json={"url": "http://127.0.0.1:9/", "project": 1})).json()[
+                "id"
+            ]
             for _ in range(3)
         ]
         dead = [i for hook in hooks for i in _dead_deliveries(seeded, hook, [datetime.now(UTC)] * 2)]
@@ -204,7 +206,10 @@ async def test_failing_and_dead_deliveries_are_found_across_webhooks_in_cursor_p
             seen: list[int] = []
             cursor = None
             while True:
-                page = await client.get("/api/deliveries/", params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})})
+                page = await client.get(
+                    "/api/deliveries/",
+                    params={**params, "limit": 2, **({"cursor": cursor} if cursor else {})},
+                )
                 assert page.status_code == 200, page.text
                 seen += [d["id"] for d in page.json()["results"]]
                 cursor = page.json()["next"]
