@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from tests.acceptance.test_cli_admin import cli  # noqa: F401 - the fixture
 
 
 def test_register_subscribe_refuse_removal_then_remove(cli, conn):  # noqa: F811
