@@ -159,6 +159,8 @@ relay = Table(
     _ts("started_at", nullable=False),
     _ts("heartbeat_at", nullable=False),
     Column("waiting", Boolean, nullable=False),
+    Column("busy", JSONB, nullable=False),
+    _ts("busy_at"),
 )
 
 change = Table(

@@ -106,5 +106,7 @@ class Claim:
     bodies: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
-async def release_leases(conn: Conn, relay_id: UUID) -> None:
-    await conn.execute(query("release_leases"), {"relay_id": relay_id})
+async def release_leases(conn: Conn, relay_id: UUID, delivery_ids: list[int]) -> None:
+    """Hand back the deliveries this relay still holds (by id: no index covers leased_by)."""
+    if delivery_ids:
+        await conn.execute(query("release_leases"), {"relay_id": relay_id, "delivery_ids": delivery_ids})

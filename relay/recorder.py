@@ -27,7 +27,8 @@ log = logging.getLogger("outbox.relay")
 RECORD_BATCH = 1000
 
 # (results written, whether a retry may be due at once)
-OnRecorded = Callable[[int, bool], None]
+# (the deliveries whose results were written, whether a retry may be due at once)
+OnRecorded = Callable[[list[int], bool], None]
 
 
 def refused(exc: BaseException) -> bool:
@@ -62,7 +63,9 @@ class Recorder:
                     except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                 hastened = await self.write(batch)
-                self._on_recorded(len(batch), bool(hastened) or any(r.state == "pending" for r in batch))
+                self._on_recorded(
+                    [r.delivery.id for r in batch], bool(hastened) or any(r.state == "pending" for r in batch)
+                )
         done.set()
 
     async def write(self, batch: list[Judged]) -> int:

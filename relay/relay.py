@@ -79,6 +79,8 @@ class Relay:
         self._wake = anyio.Event()
         self._waiting = False
         self._inflight = 0
+        # deliveries this relay leased and has not recorded a result for: released on stop
+        self._held: set[int] = set()
         # requests in flight per webhook: counted against max_concurrency with other relays' leases
         self._busy: Counter[int] = Counter()
         self._bodies = BodyCache(BODY_CACHE_BYTES)
@@ -99,8 +101,9 @@ class Relay:
             self._due.route = 0.0
         self._wake.set()
 
-    def _on_recorded(self, count: int, retry_due: bool) -> None:
-        self._unrecorded -= count
+    def _on_recorded(self, delivery_ids: list[int], retry_due: bool) -> None:
+        self._unrecorded -= len(delivery_ids)
+        self._held.difference_update(delivery_ids)
         if retry_due:
             self._due.claim = 0.0  # a retry may be due at once
         self._wake.set()
@@ -267,6 +270,7 @@ class Relay:
             refused = claimed.refused.get(key) if delivery.send_payload else None
             self._inflight += 1
             self._busy[delivery.webhook_id] += 1
+            self._held.add(delivery.id)
             sends.start_soon(self._deliver, delivery, body, results, refused)
 
     async def _wait(self, conn: Conn) -> None:
@@ -414,7 +418,7 @@ class Relay:
             with anyio.move_on_after(self._left()):
                 try:
                     conn = await releasing.get()
-                    await claim.release_leases(conn, self.id)
+                    await claim.release_leases(conn, self.id, sorted(self._held))
                     await presence.unregister(conn, self.id)
                     return
                 except DATABASE_ERRORS as exc:

@@ -360,7 +360,7 @@ where pg_try_advisory_xact_lock(%(lock_space)s::integer, id);
 -- project's next delivery only once the earlier ones succeeded or died. The lease is committed
 -- before any request is made: no transaction stays open across HTTP.
 with webhooks as (
-    select w.id, w.max_concurrency, w.send_payload, w.ordered,
+    select w.id, w.max_concurrency, w.send_payload, w.ordered, w.timeout,
            -- a token bucket: rate_limit tokens a second, at most max(1, rate_limit) saved up
            case when w.rate_limit is not null then
                least(greatest(1, x.rate),
@@ -398,14 +398,31 @@ claimable as (
         limit greatest(0, least(
             w.max_concurrency
               - coalesce((%(busy)s::jsonb ->> w.id::text)::integer, 0)
-              - (select count(*) from outbox.delivery l
-                 where l.webhook_id = w.id and l.state = 'pending' and l.lease_until >= now()
-                   and l.leased_by <> %(relay_id)s),
+              -- other relays' requests in flight, as each published them with its last claim,
+              -- for as long as a lease taken by that claim lasts
+              - coalesce((select sum((r.busy ->> w.id::text)::integer) from outbox.relay r
+                          where r.id <> %(relay_id)s
+                            and r.busy_at > now() - make_interval(
+                                    secs => coalesce(w.timeout, %(timeout)s) + %(lease_margin)s)), 0),
             coalesce(floor(w.tokens)::integer, w.max_concurrency)))
         for update of d skip locked
     ) d
     order by d.next_attempt_at, d.id
     limit %(limit)s
+),
+-- what this relay has in flight once these are sent, for the other relays' claims (the same
+-- transaction holds the webhooks' advisory locks: whoever locks them next reads it)
+published as (
+    update outbox.relay
+    set busy = (select coalesce(jsonb_object_agg(k, n), '{}'::jsonb)
+                from (select k, sum(n)::integer as n
+                      from (select key as k, value::integer as n
+                            from jsonb_each_text(%(busy)s::jsonb)
+                            union all
+                            select webhook_id::text, 1 from claimable) x
+                      group by k) y),
+        busy_at = now()
+    where id = %(relay_id)s
 ),
 spent as (
     insert into outbox.webhook_rate as r (webhook_id, tokens, updated_at)
@@ -535,7 +552,7 @@ returning w.id, w.disabled_reason;
 -- name: release_leases
 update outbox.delivery
 set lease_until = null, leased_by = null
-where leased_by = %(relay_id)s and state = 'pending';
+where id = any(%(delivery_ids)s) and leased_by = %(relay_id)s and state = 'pending';
 
 -- ---------------------------------------------------------------------------------------------
 -- retention (relay housekeeping and `outbox prune`): small batches, each its own transaction

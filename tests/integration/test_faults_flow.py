@@ -93,6 +93,32 @@ async def test_max_concurrency_holds_across_relays(conn, project, events, start_
     assert peak == 2
 
 
+async def test_a_vanished_relays_requests_in_flight_count_only_as_long_as_its_leases_would(
+    conn, project, events, start_relay, sql_wait
+):
+    """Other relays' requests in flight come from what each published with its last claim
+    (outbox.relay.busy): a relay killed while it had a webhook's every place keeps them only for
+    as long as the leases it took then would last (the webhook's timeout + the lease margin)."""
+    async with Receiver() as receiver:
+        full = lsdb.webhook(conn, receiver.url + "/full", project_id=project, max_concurrency=2)
+        stale = lsdb.webhook(conn, receiver.url + "/stale", project_id=project, max_concurrency=2)
+        for hook, published in ((full, "now()"), (stale, "now() - interval '1 hour'")):
+            conn.execute(
+                "insert into outbox.relay (id, hostname, pid, version, busy, busy_at)"
+                f" values (gen_random_uuid(), 'gone', 1, 't', jsonb_build_object(%s::text, 2), {published})",
+                (hook,),
+            )
+        sent = events(3)
+        async with start_relay():
+            await sql_wait(DELIVERED, (stale,), until=lambda n: n == len(sent))
+            # the claims that delivered every event to `stale` skipped `full`, whose places the
+            # vanished relay still holds
+            assert conn.execute(DELIVERED, (full,)).fetchone()["count"] == 0
+            conn.execute("update outbox.relay set busy_at = now() - interval '1 hour' where hostname = 'gone'")
+            await sql_wait(DELIVERED, (full,), until=lambda n: n == len(sent))
+    assert sorted(r.path for r in receiver.requests) == ["/full"] * 3 + ["/stale"] * 3
+
+
 async def test_rate_limit(conn, project, events, start_relay, sql_wait):
     async with Receiver() as receiver:
         hook = lsdb.webhook(conn, receiver.url + "/hook", project_id=project, rate_limit=5)
