@@ -67,7 +67,7 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "0005_wake_plpgsql.sql",
         "(versioned)",
         "pending",
-        "0007_broker_urls.sql",
+        "0006_broker_urls.sql",
         "(versioned)",
         "pending",
         "capture.sql",
