@@ -13,6 +13,7 @@ failing at every attempt.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from dataclasses import dataclass
@@ -106,9 +107,10 @@ def _one(query: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+@functools.lru_cache(maxsize=4096)
 def parse(url: str) -> Target:
-    """The target of a broker URL; ValueError with a message fit for people (it never repeats
-    the URL, which may hold credentials)."""
+    """The target of a broker URL (kept for the next message to the same URL); ValueError with a
+    message fit for people (it never repeats the URL, which may hold credentials)."""
     parts = urlsplit(url)
     found = SCHEMES.get(parts.scheme.lower())
     if found is None:

@@ -131,7 +131,9 @@ async def _amqp_read(destination: Destination) -> list[Message]:
             return destination.messages
         properties = got.header.properties
         assert properties.delivery_mode == 2  # persistent
-        headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in (properties.headers or {}).items()}
+        headers = {
+            k: v.decode() if isinstance(v, bytes) else v for k, v in (properties.headers or {}).items()
+        }
         destination.messages.append(Message(got.body, headers))
 
 
@@ -152,7 +154,7 @@ class NatsServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
             ["nats-server", "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -191,7 +193,9 @@ async def _nats_read(destination: Destination) -> list[Message]:
 
     server: NatsServer = destination.extra["server"]
     try:
-        client = await nats.connect(f"nats://127.0.0.1:{server.port}", allow_reconnect=False, connect_timeout=2)
+        client = await nats.connect(
+            f"nats://127.0.0.1:{server.port}", allow_reconnect=False, connect_timeout=2
+        )
     except Exception:  # noqa: BLE001 - stopped for the restart: nothing readable yet
         return destination.messages
     try:
@@ -267,7 +271,9 @@ async def test_delivered_with_the_http_headers_and_a_verifiable_signature(
     conn, project, events, start_relay, sql_wait, destination
 ):
     secret = generate_secret()
-    hook = lsdb.webhook(conn, destination.url, project_id=project, secret=secret, headers={"X-Tenant": "acme"})
+    hook = lsdb.webhook(
+        conn, destination.url, project_id=project, secret=secret, headers={"X-Tenant": "acme"}
+    )
     async with start_relay():
         events(3)
         await sql_wait(FINISHED, (hook,), until=lambda n: n == 3)
@@ -298,7 +304,8 @@ async def test_a_refused_publish_is_retried_on_schedule_then_dead(
     delivery = conn.execute(DEAD, (hook,)).fetchone()
     attempts = conn.execute(
         "select error_class, error, duration_ms from outbox.attempt a join outbox.delivery d on d.id = a.delivery_id"
-        " where d.webhook_id = %s order by a.attempt", (hook,),
+        " where d.webhook_id = %s order by a.attempt",
+        (hook,),
     ).fetchall()
     print(f"\n{destination.name} refused: {[(a['error_class'], a['error']) for a in attempts]}")
     assert (delivery["state"], delivery["attempts"]) == ("dead", 3)
@@ -307,7 +314,9 @@ async def test_a_refused_publish_is_retried_on_schedule_then_dead(
     assert "guest:guest" not in str(attempts)
 
 
-async def test_a_connection_cut_mid_stream_loses_nothing(conn, project, events, start_relay, sql_wait, destination):
+async def test_a_connection_cut_mid_stream_loses_nothing(
+    conn, project, events, start_relay, sql_wait, destination
+):
     hook = lsdb.webhook(conn, destination.url, project_id=project)
     async with start_relay(retry_schedule=(0, 0.2, 0.5, 1, 1, 1, 1, 1, 1, 1)):
         events(20)
@@ -318,12 +327,16 @@ async def test_a_connection_cut_mid_stream_loses_nothing(conn, project, events, 
     states = Counter(r["state"] for r in conn.execute(DEAD, (hook,)).fetchall())
     messages = await destination.wait_for(40)
     classes = Counter(
-        r["error_class"] for r in conn.execute(
+        r["error_class"]
+        for r in conn.execute(
             "select error_class from outbox.attempt a join outbox.delivery d on d.id = a.delivery_id"
-            " where d.webhook_id = %s", (hook,),
+            " where d.webhook_id = %s",
+            (hook,),
         )
     )
-    print(f"\n{destination.name} cut mid-stream: {dict(states)}, attempts {dict(classes)}, {len(messages)} messages")
+    print(
+        f"\n{destination.name} cut mid-stream: {dict(states)}, attempts {dict(classes)}, {len(messages)} messages"
+    )
     assert states == {"delivered": 40}
     assert {m.number for m in messages} == set(range(1, 41))
     by_id: dict[str, set[int]] = {}
@@ -343,7 +356,9 @@ async def test_an_ordered_webhook_publishes_one_projects_events_in_commit_order(
     assert [m.number for m in messages] == numbers
 
 
-async def test_two_relays_publish_each_event_once(conn, database_url, project, events, spawn_relay, sql_wait, destination):
+async def test_two_relays_publish_each_event_once(
+    conn, database_url, project, events, spawn_relay, sql_wait, destination
+):
     hook = lsdb.webhook(conn, destination.url, project_id=project)
     first, second = spawn_relay(database_url), spawn_relay(database_url)
     await first.registered()
