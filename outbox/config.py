@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     block_private_networks: bool = False
     https_only: bool = False
+    broker_tls_only: bool = False
     shutdown_grace: float = Field(default=10.0, ge=0)
     secret_grace: Duration = timedelta(hours=24)
     retention: Duration = timedelta(days=7)

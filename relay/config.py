@@ -21,6 +21,8 @@ class RelayConfig:
     max_body_bytes: int
     block_private_networks: bool
     https_only: bool
+    # brokers: TLS connections only (amqps://, tls://, rediss://)
+    broker_tls_only: bool
     # the pipeline: seconds between polls, the settle delay, rows per POST
     poll_interval: float
     settle_ms: int

@@ -21,4 +21,7 @@ class ErrorClass(StrEnum):
     INVALID_URL = "invalid_url"  # the URL cannot be requested
     TOO_LARGE = "too_large"  # the body is over OUTBOX_MAX_BODY_BYTES: never built, never sent
     PAYLOAD_MISSING = "payload_missing"  # routed while send_payload was off: there is no body
+    NACK = "nack"  # a broker refused the message (negative acknowledgement, error reply)
+    UNROUTABLE = "unroutable"  # an AMQP broker returned the message: no queue, or no exchange
+    NO_STREAM = "no_stream"  # no JetStream stream takes the NATS subject
     INTERNAL = "internal"  # a bug in the relay; the attempt is counted, the relay goes on

@@ -33,6 +33,7 @@ from relay.deliveries import (
     Request,
     request_headers,
 )
+from relay.destinations import Destinations
 from relay.errors import ErrorClass
 from relay.housekeeping import Housekeeping
 from relay.listener import Listener
@@ -142,11 +143,17 @@ class Relay:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         config = self._config
-        sender = self._sender = self._sender or AiohttpSender(
-            concurrency=config.concurrency,
+        policy = AddressPolicy(config.block_private_networks, config.https_only, config.broker_tls_only)
+        sender = self._sender = self._sender or Destinations(
+            AiohttpSender(
+                concurrency=config.concurrency,
+                connect_timeout=config.connect_timeout,
+                max_body_bytes=config.max_body_bytes,
+                policy=policy,
+            ),
+            policy=policy,
             connect_timeout=config.connect_timeout,
             max_body_bytes=config.max_body_bytes,
-            policy=AddressPolicy(config.block_private_networks, config.https_only),
         )
         results_in, results_out = anyio.create_memory_object_stream[Judged](math.inf)
         log.info(

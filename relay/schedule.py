@@ -1,8 +1,9 @@
 """Retry policy: what happens after an attempt (pure; the clock and randomness are passed in).
 
-Success is a 2xx. Anything else, a timeout or a connection error schedules the next attempt after
-the delay the schedule gives for it, with jitter; ``Retry-After`` on 429/503 lengthens that wait, at
-most to twice the scheduled delay, and never adds attempts. After the last attempt the delivery is
+Success is a 2xx, or a broker's confirmation (no status, no error class). Anything else, a
+timeout or a connection error schedules the next attempt after the delay the schedule gives for
+it, with jitter; ``Retry-After`` on 429/503 lengthens that wait, at most to twice the scheduled
+delay, and never adds attempts. After the last attempt the delivery is
 dead: kept, visible, redeliverable. Some failures cannot get better by waiting and are dead at once.
 
 Every delay is a float within [0, MAX_DELAY] whatever the schedule (floats from settings, integers
@@ -106,8 +107,8 @@ def decide(
     retry_after: float | None = None,
 ) -> Decision:
     """The delivery's state after its ``attempts_made``-th attempt ended this way."""
-    if error_class is None and status is not None and 200 <= status < 300:
-        return Decision("delivered")
+    if error_class is None and (status is None or 200 <= status < 300):
+        return Decision("delivered")  # a 2xx, or a broker's confirmation (brokers have no status)
     if error_class in PERMANENT_ERRORS:
         return Decision("dead")
     disable = "receiver answered 410 Gone" if status == 410 else None

@@ -67,6 +67,8 @@ class Reach(enum.Enum):
 class AddressPolicy:
     block_private_networks: bool = False
     https_only: bool = False
+    # brokers: only amqps://, tls:// (NATS) and rediss:// (OUTBOX_BROKER_TLS_ONLY)
+    tls_only: bool = False
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -165,6 +167,14 @@ def blocked_target(scheme: str, host: str, policy: AddressPolicy) -> str | None:
         return f"scheme {scheme!r} is not http or https"
     if policy.https_only and scheme != "https":
         return "plain http refused by OUTBOX_HTTPS_ONLY"
+    return blocked_host(host, policy)
+
+
+def blocked_broker(tls: bool, host: str, policy: AddressPolicy) -> str | None:
+    """Why publishing to a broker at ``host`` is refused before any connection is made, or None
+    (a name is judged by the addresses it resolves to, once resolved)."""
+    if policy.tls_only and not tls:
+        return "a broker without TLS refused by OUTBOX_BROKER_TLS_ONLY"
     return blocked_host(host, policy)
 
 

@@ -14,6 +14,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from relay import brokers
 from relay.signing import PREFIX as SECRET_PREFIX
 
 MAX_URL_LENGTH = 2048
@@ -82,9 +83,23 @@ def url_problems(url: str) -> list[str]:
         parts.port  # noqa: B018 - raises ValueError for a port out of range
     except ValueError:
         return [*problems, INVALID_URL]
+    broker = brokers.broker_of(url)
+    if broker is not None:
+        return [*problems, *broker_url_problems(url, broker)]
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         problems.append(INVALID_URL)
     return problems
+
+
+def broker_url_problems(url: str, broker: brokers.Broker) -> list[str]:
+    """Why a broker URL (amqp://, nats://, redis:// and their TLS forms) cannot be a webhook URL:
+    it does not say where to publish, or this installation lacks the broker's client."""
+    try:
+        brokers.parse(url)
+    except ValueError as exc:  # parse's messages never repeat the URL
+        return [f"Enter a valid {broker} URL: {exc} (docs/destinations.md)."]
+    missing = brokers.extra_missing(broker)
+    return [f"Cannot deliver to {broker}: {missing}."] if missing else []
 
 
 def header_problems(headers: Any) -> list[str]:

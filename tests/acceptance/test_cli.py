@@ -76,6 +76,9 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "0009_webhook_limits.sql",
         "(versioned)",
         "pending",
+        "0010_broker_urls.sql",
+        "(versioned)",
+        "pending",
         "capture.sql",
         "(repeatable)",
     ]
@@ -85,7 +88,7 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
     )
     applied = outbox("migrate", env=env)
-    assert applied.returncode == 0 and "10 migration(s) applied" in applied.stdout
+    assert applied.returncode == 0 and "11 migration(s) applied" in applied.stdout
     assert outbox("migrate", env=env).stdout.strip() == "outbox is up to date"
     assert "begin;" not in outbox("migrate", "--print", env=env).stdout
     removed = outbox("uninstall", env=env)

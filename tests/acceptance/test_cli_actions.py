@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 
-
 def test_register_subscribe_refuse_removal_then_remove(cli, conn):  # noqa: F811
     added = cli("actions", "add", "MODEL_TRAINED", "--title", "Model trained", "--payload-key", "model")
     assert added.stdout.strip() == "action MODEL_TRAINED registered"

@@ -19,16 +19,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = {f"relay.{name}" for name in (
-    "actions", "chunks", "config", "deliveries", "errors", "events", "pacing", "payloads", "routing", "schedule",
+    "actions", "brokers", "chunks", "config", "deliveries", "errors", "events", "pacing", "payloads", "routing", "schedule",
     "signing", "urls",
 )}  # fmt: skip
 RELAY_IO = {f"relay.{name}" for name in (
     "relay",  # the loop
     "presence", "route", "build", "claim", "record", "retention", "emitted",  # the stages
     "database", "listener", "recorder", "housekeeping",  # the components
-    "sender",
+    "sender", "destinations", "sender_amqp", "sender_nats", "sender_redis",
 )}  # fmt: skip
-IO_LIBRARIES = {"aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
+IO_LIBRARIES = {"aiormq", "nats", "redis", "aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
 RELAY_MAY_USE_OF_OUTBOX = {"outbox.db", "outbox.sql"}
 COMPOSERS = {"outbox.cli.run", "outbox.demo", "outbox.up"}
 # the command line's shared modules: the command groups import these, never each other

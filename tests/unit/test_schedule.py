@@ -45,6 +45,16 @@ def test_2xx_is_delivered_anything_else_is_retried_on_schedule():
     assert judge(error_class=ErrorClass.TIMEOUT, attempts_made=3).delay == 1800
 
 
+def test_a_brokers_confirmation_is_delivered_its_refusals_are_retried_then_dead():
+    """A broker has no status: no error class is its confirmation; nack, unroutable and no stream
+    follow the schedule like any failure, and are dead after the last attempt."""
+    assert judge().state == "delivered"
+    for error_class in (ErrorClass.NACK, ErrorClass.UNROUTABLE, ErrorClass.NO_STREAM):
+        assert (judge(error_class=error_class).state, judge(error_class=error_class).delay) == ("pending", 5)
+        assert judge(error_class=error_class, attempts_made=len(DEFAULT_RETRY_SCHEDULE)).state == "dead"
+    assert judge(status=500).state == "pending"  # a status outside 2xx is never a confirmation
+
+
 def test_after_the_last_attempt_the_delivery_is_dead():
     assert judge(status=500, error_class=ErrorClass.HTTP_STATUS, attempts_made=8).state == "dead"
     assert judge(status=500, error_class=ErrorClass.HTTP_STATUS, attempts_made=7).state == "pending"

@@ -243,4 +243,4 @@ async def test_database_check_is_a_backstop(api):
             await webhooks.create(engine, bad, max_per_organization=100)
     finally:
         await engine.dispose()
-    assert caught.value.errors == {"url": ["webhook url must be an absolute http:// or https:// URL"]}
+    assert caught.value.errors == {"url": ["webhook url must be an absolute http:// or https:// URL, or a broker URL (amqp://, amqps://, nats://, tls://, redis://, rediss://)"]}
