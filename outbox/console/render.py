@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from outbox import __version__
 from outbox.api.auth import Visitor
 from outbox.console import session
+from relay.urls import redact_url
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -78,7 +79,8 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.filters.update(when=when, ago=ago, duration=duration, ms=milliseconds)
+# URLs are shown without credentials or query string (a broker's password, a token)
+environment.filters.update(when=when, ago=ago, duration=duration, ms=milliseconds, shown_url=redact_url)
 environment.globals.update(version=__version__)
 
 

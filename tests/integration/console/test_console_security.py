@@ -443,3 +443,29 @@ def test_the_api_and_the_console_share_one_app(console: ApiServer):
     app = create_app(api_settings(), console.database_url, admin_token=ADMIN_TOKEN)
     paths = {getattr(route, "path", None) for route in app.routes}
     assert {"/static"} <= paths
+
+
+def test_a_urls_password_is_never_shown_and_kept_when_sent_back_masked(logged_in: Browser, console: ApiServer):
+    """A broker's (or HTTP basic auth's) password in a webhook URL: listings show the URL without
+    credentials, the edit form shows it masked, and sending the form back keeps the password."""
+    password = "brokerPassw0rd-never-shown"
+    created = _webhook(console, url=f"http://user:{password}@127.0.0.1:9/hook?token=also-secret")
+    for path in ("/", f"/webhooks/{created['id']}", f"/webhooks/{created['id']}/delete", "/deliveries"):
+        html = logged_in.client.get(path).text
+        assert password not in html and "also-secret" not in html, path
+    form = logged_in.client.get(f"/webhooks/{created['id']}/edit").text
+    assert password not in form and "user:***@127.0.0.1:9" in form
+    answer = logged_in.client.post(
+        f"/webhooks/{created['id']}/edit",
+        data={
+            "csrf": csrf_of(form),
+            "url": "http://user:***@127.0.0.1:9/moved?token=also-secret",
+            "send_for_all_actions": "all",
+            "send_payload": "on",
+            "max_concurrency": "8",
+        },
+    )
+    assert answer.status_code == 303, answer.text
+    with console.client() as api:
+        after = api.get(f"/api/webhooks/{created['id']}/").json()
+    assert after["url"] == f"http://user:{password}@127.0.0.1:9/moved?token=also-secret"
