@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import Response
 
-from outbox.admin import actions, deliveries, metrics, pipeline, webhooks
+from outbox.admin import actions, adopt, deliveries, metrics, pipeline, webhooks
 from outbox.admin.errors import Invalid, flatten, from_validation_error
 from outbox.admin.models import WebhookCreate, WebhookUpdate
 from outbox.api.auth import Visitor
@@ -232,3 +232,26 @@ async def delete(
 ) -> Response:
     await webhooks.delete(engine, webhook_id)
     return render.redirect("/?notice=deleted")
+
+
+@pages.get("/adopt")
+@shown
+async def adopt_plan(request: Request, visitor: Seen, engine: Engine, settings: Config) -> Response:
+    """What adopting Label Studio's own webhooks would do (a dry run: nothing changes)."""
+    report = await adopt.adopt(
+        engine, dry_run=True, deactivate=True, max_per_organization=settings.max_webhooks_per_organization
+    )
+    return render.page(request, visitor, "adopt.html", {"report": report, "done": False})
+
+
+@pages.post("/adopt")
+@shown
+async def adopt_now(
+    request: Request, visitor: Seen, engine: Engine, settings: Config, form: forms.Submitted
+) -> Response:
+    report = await adopt.adopt(
+        engine,
+        deactivate=form.checked("deactivate"),
+        max_per_organization=settings.max_webhooks_per_organization,
+    )
+    return render.page(request, visitor, "adopt.html", {"report": report, "done": True})

@@ -133,3 +133,29 @@ def test_a_delivery_shows_its_body(logged_in: Browser, conn: psycopg.Connection[
     page = logged_in.client.get(test.headers["location"]).text
     assert "{\n  &#34;action&#34;: &#34;PING&#34;," in page  # indented to be read (and escaped)
     assert 'hx-get="/deliveries/' in page  # pending: the page follows it
+
+
+def test_adopting_label_studios_webhooks_from_the_console(
+    logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]
+):
+    from tests.support import ls_schema
+
+    secret = "header-secret-value-never-shown"
+    ls_schema.label_studio_webhook(
+        conn, 1, "https://ml.example.com/train?token=url-secret", project_id=1,
+        actions=("ANNOTATION_CREATED",), headers={"Authorization": f"Bearer {secret}"},
+    )  # fmt: skip
+    plan = logged_in.client.get("/adopt")
+    assert plan.status_code == 200 and "#1" in plan.text and "adopt" in plan.text
+    assert secret not in plan.text and "url-secret" not in plan.text and "Authorization" in plan.text
+    assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 0  # a dry run
+    refused = logged_in.client.post("/adopt", data={"deactivate": "on"})  # no CSRF token
+    assert refused.status_code == 403
+    assert conn.execute("select count(*) from outbox.webhook").fetchone()["count"] == 0
+    done = logged_in.client.post("/adopt", data={"csrf": csrf_of(plan.text), "deactivate": "on"})
+    assert done.status_code == 200 and "Adopted from Label Studio" in done.text
+    [copy] = conn.execute("select url, actions from outbox.webhook").fetchall()
+    assert copy == {"url": "https://ml.example.com/train?token=url-secret", "actions": ["ANNOTATION_CREATED"]}
+    assert conn.execute("select is_active from public.webhook where id = 1").fetchone()["is_active"] is False
+    again = logged_in.client.get("/adopt")
+    assert "already adopted" in again.text
