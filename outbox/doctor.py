@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from outbox import db, migrations, sql
-from outbox.admin.deliveries import RELAY_ALIVE_SECONDS
+from outbox.admin.states import RELAY_ALIVE_SECONDS
 
 Row = dict[str, Any]
 # `create trigger <name> after … on <schema>.<table>` in capture.sql: the triggers there should be

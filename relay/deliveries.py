@@ -54,6 +54,12 @@ class Attempt:
         return self.error_class is None
 
 
+def message_id(uuid: UUID) -> str:
+    """A delivery's ``webhook-id`` (Standard Webhooks' ``msg_`` form), from its message_id column:
+    what the relay sends and what the admin API and console show."""
+    return f"msg_{uuid.hex}"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A delivery this relay holds a lease on, with what sending it needs."""
@@ -80,7 +86,7 @@ class Claimed:
     @property
     def webhook_message_id(self) -> str:
         """The ``webhook-id``: stable across every attempt of this delivery."""
-        return f"msg_{self.message_id.hex}"
+        return message_id(self.message_id)
 
     @property
     def attempt_number(self) -> int:

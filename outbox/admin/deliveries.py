@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Select, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox import tables as t
-from outbox.admin import validation
+from outbox.admin import states, validation
 from outbox.admin.errors import Conflict, NotFound, invalid
 from outbox.admin.models import (
     Attempt,
@@ -35,6 +35,7 @@ from outbox.admin.models import (
     Recovered,
 )
 from outbox.admin.webhooks import notify_relays, transaction
+from relay.deliveries import message_id
 
 d = t.delivery
 e = t.event
@@ -44,7 +45,6 @@ a = t.attempt
 StateFilter = Literal["pending", "failing", "delivered", "dead", "failed"]
 MAX_PAGE = 500
 RECOVER_BATCH = 500
-RELAY_ALIVE_SECONDS = 60
 
 Progress = Callable[[int, int], Awaitable[None] | None]
 
@@ -116,7 +116,7 @@ def _delivery(row: Any) -> Delivery:
         action=row.action,
         project=row.project_id,
         chunk=row.chunk,
-        message_id=f"msg_{row.message_id.hex}",
+        message_id=message_id(row.message_id),
         state=row.state,
         attempts=row.attempts,
         next_attempt_at=row.next_attempt_at if row.state == "pending" else None,
@@ -130,7 +130,7 @@ def _delivery(row: Any) -> Delivery:
 
 def _failed() -> ColumnElement[bool]:
     """Deliveries a recovery redelivers: dead, or pending after at least one failed attempt."""
-    return or_(d.c.state == "dead", and_(d.c.state == "pending", d.c.attempts > 0))
+    return or_(d.c.state == "dead", states.failing())
 
 
 async def _require_webhook(conn: AsyncConnection, webhook_id: int) -> None:
@@ -157,7 +157,7 @@ async def list_deliveries(
     if webhook_id is not None:
         query = query.where(d.c.webhook_id == webhook_id)
     if state in ("failing", "failed"):
-        query = query.where(d.c.state == "pending", d.c.attempts > 0)
+        query = query.where(states.failing())
     elif state is not None:
         query = query.where(d.c.state == state)
     if project is not None:
@@ -285,14 +285,8 @@ async def _report(progress: Progress, done: int, total: int) -> None:
 
 async def relays_alive(conn: AsyncConnection) -> int:
     """Relays whose heartbeat is recent."""
-    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, RELAY_ALIVE_SECONDS)
-    return int(
-        (
-            await conn.execute(
-                select(func.count()).select_from(t.relay).where(t.relay.c.heartbeat_at > cutoff)
-            )
-        ).scalar_one()
-    )
+    alive = select(func.count()).select_from(t.relay).where(states.relay_alive())
+    return int((await conn.execute(alive)).scalar_one())
 
 
 async def wait_for_outcome(engine: AsyncEngine, delivery_id: int, seconds: float) -> DeliveryDetail:

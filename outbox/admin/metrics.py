@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from outbox import migrations
 from outbox import tables as t
-from outbox.admin.deliveries import RELAY_ALIVE_SECONDS
+from outbox.admin import states
+from outbox.admin.states import RELAY_ALIVE_SECONDS
 
 LATENCY_WINDOW_SECONDS = 300
 # seconds; the relay's default timeout is 10 s, the largest allowed 300 s
@@ -57,16 +58,11 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
         func.count().filter(pending),
         func.count().filter(d.c.state == "delivered"),
         func.count().filter(d.c.state == "dead"),
-        func.count().filter(pending, d.c.attempts > 0),
+        func.count().filter(states.failing()),
         func.count().filter(pending, d.c.next_attempt_at <= func.now()),
         func.coalesce(func.extract("epoch", func.now() - func.min(d.c.created_at).filter(pending)), 0),
     )
-    status = case(
-        (and_(~w.c.is_active, w.c.disabled_reason.is_not(None)), literal("disabled")),
-        (~w.c.is_active, literal("paused")),
-        (func.coalesce(h.c.consecutive_failures, 0) > 0, literal("failing")),
-        else_=literal("active"),
-    ).label("status")
+    status = states.webhook_status().label("status")
     success = and_(a.c.error_class.is_(None), a.c.status_code.between(200, 299))
     outcome = case((success, literal("success")), else_=literal("failure")).label("outcome")
     window = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, LATENCY_WINDOW_SECONDS)
@@ -80,14 +76,13 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
         .where(a.c.started_at >= window)
         .group_by(outcome)
     )
-    alive = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, RELAY_ALIVE_SECONDS)
     async with engine.connect() as conn:
         changes = (await conn.execute(select(func.count()).select_from(t.change))).scalar_one()
         events = (await conn.execute(select(e.c.action, func.count()).group_by(e.c.action))).all()
         row = (await conn.execute(queue)).one()
         relays = (
             await conn.execute(
-                select(func.count()).select_from(t.relay).where(t.relay.c.heartbeat_at > alive)
+                select(func.count()).select_from(t.relay).where(states.relay_alive())
             )
         ).scalar_one()
         webhooks = (
@@ -165,7 +160,7 @@ class OutboxCollector(Collector):
             "Webhooks by status: active, failing, paused, disabled.",
             labels=["status"],
         )
-        for name in ("active", "failing", "paused", "disabled"):
+        for name in states.WEBHOOK_STATUSES:
             webhooks.add_metric([name], s.webhooks.get(name, 0))
         yield webhooks
         histogram = HistogramMetricFamily(
@@ -174,11 +169,11 @@ class OutboxCollector(Collector):
             "by outcome (success = 2xx).",
             labels=["outcome"],
         )
-        for name in ("success", "failure"):
-            lat = s.latency.get(name, Latency((0,) * len(LATENCY_BUCKETS), 0.0, 0))
+        for outcome in ("success", "failure"):
+            lat = s.latency.get(outcome, Latency((0,) * len(LATENCY_BUCKETS), 0.0, 0))
             buckets = [(_bound(b), float(c)) for b, c in zip(LATENCY_BUCKETS, lat.buckets, strict=True)]
             buckets.append(("+Inf", float(lat.count)))
-            histogram.add_metric([name], buckets, lat.total_seconds)
+            histogram.add_metric([outcome], buckets, lat.total_seconds)
         yield histogram
 
 
@@ -222,8 +217,7 @@ async def readiness(engine: AsyncEngine) -> Readiness:
     some relay is alive when there is work queued (captured changes, deliveries due on active
     webhooks)."""
     m, d, w = t.schema_migrations, t.delivery, t.webhook
-    alive = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, RELAY_ALIVE_SECONDS)
-    relays = select(func.count()).select_from(t.relay).where(t.relay.c.heartbeat_at > alive)
+    relays = select(func.count()).select_from(t.relay).where(states.relay_alive())
     due = (
         select(d.c.id)
         .join(w, w.c.id == d.c.webhook_id)

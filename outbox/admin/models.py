@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from outbox.admin import validation
+from outbox.admin import states, validation
 
 MAX_INT = 2**31 - 1
 
@@ -216,7 +216,7 @@ EventAction = Annotated[str, Field(pattern=ACTION_PATTERN, max_length=100)]
 
 # -- output ------------------------------------------------------------------------------------
 
-WebhookStatus = Literal["active", "failing", "paused", "disabled"]
+WebhookStatus = states.WebhookStatus
 DeliveryState = Literal["pending", "delivered", "dead"]
 
 

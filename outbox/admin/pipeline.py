@@ -15,7 +15,8 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from outbox import tables as t
-from outbox.admin.deliveries import RELAY_ALIVE_SECONDS
+from outbox.admin import states
+from outbox.admin.states import RELAY_ALIVE_SECONDS
 
 RATE_WINDOW_SECONDS = 300
 
@@ -118,7 +119,7 @@ async def webhook_counts(engine: AsyncEngine) -> dict[int, WebhookCounts]:
         select(
             d.c.webhook_id,
             func.count().filter(pending),
-            func.count().filter(pending, d.c.attempts > 0),
+            func.count().filter(states.failing()),
             func.count().filter(d.c.state == "dead"),
         )
         .where(d.c.state != "delivered")

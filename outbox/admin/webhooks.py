@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from outbox import tables as t
-from outbox.admin import database, validation
+from outbox.admin import database, states, validation
 from outbox.admin.errors import Conflict, Invalid, NotFound, invalid
 from outbox.admin.models import (
     SecretRotated,
@@ -70,14 +70,13 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
 
 def _query() -> Select[Any]:
     return select(
-        w, h.c.consecutive_failures, h.c.failing_since, h.c.last_success_at, h.c.last_failure_at
+        w,
+        h.c.consecutive_failures,
+        h.c.failing_since,
+        h.c.last_success_at,
+        h.c.last_failure_at,
+        states.webhook_status().label("status"),
     ).select_from(w.outerjoin(h, h.c.webhook_id == w.c.id))
-
-
-def _status(row: Mapping[str, Any]) -> Literal["active", "failing", "paused", "disabled"]:
-    if not row["is_active"]:
-        return "disabled" if row["disabled_reason"] else "paused"
-    return "failing" if (row["consecutive_failures"] or 0) > 0 else "active"
 
 
 def to_model(row: Mapping[str, Any]) -> Webhook:
@@ -107,7 +106,7 @@ def to_model(row: Mapping[str, Any]) -> Webhook:
         rate_limit=row["rate_limit"],
         timeout=row["timeout"],
         retry_schedule=None if row["retry_schedule"] is None else list(row["retry_schedule"]),
-        status=_status(row),
+        status=row["status"],
         disabled_reason=row["disabled_reason"],
         disabled_at=row["disabled_at"],
         consecutive_failures=health.consecutive_failures,
