@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from relay.actions import Action
 
@@ -31,6 +32,8 @@ class Change:
     detach_xid: int | None = None
     # part of a Data Manager delete whose other transactions have not all committed yet
     held: bool = False
+    # when the trigger wrote it (clock_timestamp): the latest of a transaction's stands for its commit
+    captured_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,12 @@ class Event:
     organization_id: int | None
     project_id: int | None
     row_ids: tuple[int, ...]
+    # the last capture of its transaction(s): webhooks subscribed after it do not get the event
+    captured_at: datetime | None = None
+
+
+def _last_capture(changes: Iterable[Change]) -> datetime | None:
+    return max((c.captured_at for c in changes if c.captured_at is not None), default=None)
 
 
 @dataclass
@@ -84,12 +93,15 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
         ids = sorted({row for part in parts for row in part.row_ids})
         last = parts[-1]
         organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
-        events.append(Event(last.xid, Action.TASKS_DELETED, organization, last.project_id, tuple(ids)))
+        captured = _last_capture(parts)
+        project = last.project_id
+        events.append(Event(last.xid, Action.TASKS_DELETED, organization, project, tuple(ids), captured))
     return events
 
 
 def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     xid = changes[0].xid
+    captured_at = _last_capture(changes)
     organization: dict[int, int] = {}
     seen: dict[tuple[str, str], _Rows] = {}
     batched: set[int] = set()  # tasks of Data Manager deletes: one event for all (above)
@@ -126,7 +138,8 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     found: list[tuple[int, int, Event]] = []
 
     def emit(first: int, action: Action, project: int, ids: Sequence[int], seq: int = 0) -> None:
-        found.append((first, seq, Event(xid, action, organization.get(project), project, tuple(ids))))
+        event = Event(xid, action, organization.get(project), project, tuple(ids), captured_at)
+        found.append((first, seq, event))
 
     for project, first in projects_created.first_change.items():
         if project not in deleted_projects:

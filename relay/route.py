@@ -191,6 +191,7 @@ def _change(row: DictRow) -> Change:
         task_ids=tuple(task_ids),
         detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
         held=row["held"],
+        captured_at=row["captured_at"],
     )
 
 
@@ -203,6 +204,10 @@ def _webhook(row: DictRow) -> Webhook:
         send_for_all_actions=row["send_for_all_actions"],
         actions=frozenset(row["actions"]),
         send_payload=row["send_payload"],
+        created_at=row["created_at"],
+        paused_from=row["paused_from"],
+        paused_until=row["paused_until"],
+        delete_payload=row["delete_payload"],
     )
 
 

@@ -131,7 +131,7 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
                   order by d.id limit 1),
                 (select w.organization_id from outbox.webhook w
                   where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
-       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
+       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid, c.captured_at,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
        sized.task_bytes, sized.own_bytes, sized.project_bytes
 from outbox.change c
@@ -170,7 +170,12 @@ order by c.id;
 delete from outbox.change where id = any(%(ids)b::bigint[]);
 
 -- name: routable_webhooks
-select id, organization_id, project_id, is_active, send_for_all_actions, actions, send_payload
+-- A change captured before the webhook was created, or during its last pause (paused_from until
+-- paused_until), is not sent to it (docs/decisions.md, "Matching").
+select id, organization_id, project_id, is_active, send_for_all_actions, actions, send_payload,
+       created_at, case when activated_at is not null then coalesce(paused_at, created_at) end
+           as paused_from,
+       activated_at as paused_until, delete_payload
 from outbox.webhook
 where is_active;
 

@@ -67,6 +67,9 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "0005_wake_plpgsql.sql",
         "(versioned)",
         "pending",
+        "0006_events.sql",
+        "(versioned)",
+        "pending",
         "capture.sql",
         "(repeatable)",
     ]
@@ -76,7 +79,7 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
     )
     applied = outbox("migrate", env=env)
-    assert applied.returncode == 0 and "6 migration(s) applied" in applied.stdout
+    assert applied.returncode == 0 and "7 migration(s) applied" in applied.stdout
     assert outbox("migrate", env=env).stdout.strip() == "outbox is up to date"
     assert "begin;" not in outbox("migrate", "--print", env=env).stdout
     removed = outbox("uninstall", env=env)
