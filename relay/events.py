@@ -34,6 +34,11 @@ class Change:
     held: bool = False
     # when the trigger wrote it (clock_timestamp): the latest of a transaction's stands for its commit
     captured_at: datetime | None = None
+    # import storage sync: the storage ('<table>:<id>') of a link change (row_ids: the synced
+    # tasks) or of the marker that ends a sync (op UPDATE); sync_end: a link's marker (None when
+    # the sync timed out), so that the tasks of one sync make one TASKS_CREATED
+    storage: str | None = None
+    sync_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,19 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
     transactions: dict[int, list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         transactions.setdefault(change.xid, []).append(change)
-    events = [event for batch in transactions.values() for event in _transaction_events(batch)]
+    events: list[Event] = []
+    synced: dict[tuple[str, int | None, int | None], list[Event]] = {}
+    for batch in transactions.values():
+        found, parts = _transaction_events(batch)
+        events.extend(found)
+        for key, part in parts:
+            synced.setdefault((*key, part.project_id), []).append(part)
+    for parts in synced.values():  # one storage sync: one TASKS_CREATED, as Label Studio sends it
+        ids = tuple(sorted({row for part in parts for row in part.row_ids}))
+        last = parts[-1]
+        organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
+        captured = max((p.captured_at for p in parts if p.captured_at is not None), default=None)
+        events.append(Event(last.xid, Action.TASKS_CREATED, organization, last.project_id, ids, captured))
     merged: dict[tuple[int, int], list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         if change.detach_xid is not None and not change.held and change.project_id is not None:
@@ -99,14 +116,22 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
     return events
 
 
-def _transaction_events(changes: Sequence[Change]) -> list[Event]:
+_SyncKey = tuple[str, int | None]
+
+
+def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tuple[_SyncKey, Event]]]:
+    """The transaction's events, and apart from them its tasks created by storage syncs (one
+    TASKS_CREATED per project and sync, to be merged with the sync's other transactions)."""
     xid = changes[0].xid
     captured_at = _last_capture(changes)
     organization: dict[int, int] = {}
     seen: dict[tuple[str, str], _Rows] = {}
     batched: set[int] = set()  # tasks of Data Manager deletes: one event for all (above)
+    synced: dict[int, _SyncKey] = {}  # tasks of storage syncs, by the sync
     for change in changes:
-        if change.project_id is None:
+        if change.storage is not None and change.op == "INSERT":
+            synced.update(dict.fromkeys(change.row_ids, (change.storage, change.sync_end)))
+        if change.project_id is None or change.storage is not None:
             continue
         if change.organization_id is not None:
             organization.setdefault(change.project_id, change.organization_id)
@@ -151,11 +176,19 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
         if project not in created_projects:
             emit(first, Action.PROJECT_DELETED, project, [project])
 
+    sync_parts: list[tuple[_SyncKey, Event]] = []
     live = [p for p in tasks_created.by_project if p not in deleted_projects]
     for project in live:
-        ids = [t for t in tasks_created.by_project[project] if t not in deleted_tasks]
+        ids = [t for t in tasks_created.by_project[project] if t not in deleted_tasks and t not in synced]
         if ids:
             emit(tasks_created.first_change[project], Action.TASKS_CREATED, project, ids)
+        by_sync: dict[_SyncKey, list[int]] = {}
+        for task in tasks_created.by_project[project]:
+            if task in synced and task not in deleted_tasks:
+                by_sync.setdefault(synced[task], []).append(task)
+        for key, tasks in by_sync.items():
+            event = Event(xid, Action.TASKS_CREATED, organization.get(project), project, tuple(tasks), captured_at)
+            sync_parts.append((key, event))
 
     for project, created in annotations_created.by_project.items():
         if project in deleted_projects:
@@ -196,4 +229,4 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
             emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
 
     found.sort(key=lambda item: (item[0], item[1]))
-    return [event for _, _, event in found]
+    return [event for _, _, event in found], sync_parts

@@ -25,6 +25,12 @@ from relay.routing import Routed, Webhook, plan
 # is sent anyway (Label Studio died half-way).
 DETACH_WAIT = timedelta(seconds=60)
 
+# How long a storage sync may go without a new task, and how long it may last in all, before the
+# tasks synced so far are sent without waiting for its end (Label Studio died, or the sync is
+# endless): the upper bound on how long a synced task is held.
+SYNC_WAIT = timedelta(seconds=60)
+SYNC_MAX = timedelta(minutes=10)
+
 
 # 'route' in ASCII: only one relay groups changes at a time.
 ROUTING_LOCK = 0x726F757465
@@ -79,7 +85,10 @@ async def route_changes(
     """
     # one round trip for the lock, the changes and the webhooks; the writes go with what follows
     await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
-    taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+    taken = await conn.execute(
+        query("take_changes"),
+        {"limit": limit, "detach_wait": DETACH_WAIT, "sync_wait": SYNC_WAIT, "sync_max": SYNC_MAX},
+    )
     subscribed = await conn.execute(query("routable_webhooks"))
     rows = await taken.fetchall()
     webhooks = [_webhook(row) for row in await subscribed.fetchall()]
@@ -192,6 +201,8 @@ def _change(row: DictRow) -> Change:
         detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
         held=row["held"],
         captured_at=row["captured_at"],
+        storage=row["storage"],
+        sync_end=row["sync_end"],
     )
 
 

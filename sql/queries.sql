@@ -108,9 +108,33 @@ select set_config('outbox.routing', pg_try_advisory_xact_lock(%(lock)s)::text, t
 -- allowance per object): the text of the large columns, and a task's comment authors (its body
 -- lists their ids). task_bytes: the tasks of the change (a task change's rows, an annotation
 -- change's tasks); own_bytes: an annotation's or a project's own; project_bytes: its project.
-with head as (
+-- Storage syncs: Label Studio creates each synced task in a transaction of its own, with a link
+-- row (captured with its `storage`), and updates the storage row when the sync ends (the marker:
+-- a change of that storage with op UPDATE). A sync's transactions are left out until its marker
+-- comes, unless it made no progress for %(sync_wait)s or began %(sync_max)s ago (a crashed or
+-- endless sync); then all of them come at once and `sync_end` (the marker's id, null on a time-out)
+-- tells the router which tasks make one TASKS_CREATED.
+with links as (
+    select c.id, c.xid, c.storage, c.captured_at,
+           (select min(m.id) from outbox.change m
+             where m.storage = c.storage and m.op = 'UPDATE' and m.id > c.id) as sync_end
+    from outbox.change c
+    where c.storage is not null and c.op = 'INSERT'
+      and current_setting('outbox.routing', true) = 'true'
+),
+open_syncs as (
+    select storage from links
+    where sync_end is null
+    group by storage
+    having max(captured_at) > now() - %(sync_wait)s and min(captured_at) > now() - %(sync_max)s
+),
+held_syncs as (
+    select distinct xid from links where sync_end is null and storage in (select storage from open_syncs)
+),
+head as (
     select xid, detach_xid from outbox.change
     where current_setting('outbox.routing', true) = 'true'
+      and xid <> all (array(select xid from held_syncs))
     order by id limit %(limit)s
 ),
 open_batches as (
@@ -131,7 +155,8 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
                   order by d.id limit 1),
                 (select w.organization_id from outbox.webhook w
                   where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
-       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid, c.captured_at,
+       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid, c.captured_at, c.storage,
+       (select l.sync_end from links l where l.id = c.id) as sync_end,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
        sized.task_bytes, sized.own_bytes, sized.project_bytes
 from outbox.change c
@@ -164,6 +189,11 @@ left join lateral (
 ) sized on true
 where c.xid = any (array(select xid from head))
    or c.detach_xid = any (array(select detach_xid from head where detach_xid is not null))
+   -- every transaction of the syncs the head's belong to (none of them is held: see head)
+   or c.xid = any (array(select l.xid from links l
+                         where l.storage in (select h.storage from links h
+                                              where h.xid = any (array(select xid from head)))
+                           and l.xid <> all (array(select xid from held_syncs))))
 order by c.id;
 
 -- name: delete_changes
