@@ -70,4 +70,6 @@ ORGANIZATION_ONLY = frozenset(a for a, info in CATALOG.items() if info.organizat
 
 # Actions whose payload lists full rows: split into chunks of at most WEBHOOK_BATCH_SIZE rows, each
 # POSTed with the full project (Label Studio does this for imports).
-CHUNKED = frozenset({Action.TASKS_CREATED, Action.ANNOTATIONS_CREATED})
+CHUNKED = frozenset(
+    {Action.TASKS_CREATED, Action.ANNOTATIONS_CREATED, Action.TASK_LABELED, Action.PREDICTIONS_CREATED}
+)

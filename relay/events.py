@@ -119,6 +119,30 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
 _SyncKey = tuple[str, int | None]
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A captured (table, operation) whose changes become ``action`` by the common rules alone: a
+    row created and deleted in the same transaction is nothing, nor is an update of a row created
+    or deleted in it, nor anything in a project deleted in it. ``per_row``: one event per row (as
+    Label Studio sends label links), else one per transaction and project, listing the rows.
+    The trigger that captures it is declared in sql/capture.sql, its payload in relay/payloads.py."""
+
+    table: str
+    op: str
+    action: Action
+    per_row: bool
+
+
+DECLARED = (
+    Declared("labels_manager_labellink", "INSERT", Action.LABEL_LINK_CREATED, per_row=True),
+    Declared("labels_manager_labellink", "UPDATE", Action.LABEL_LINK_UPDATED, per_row=True),
+    Declared("labels_manager_labellink", "DELETE", Action.LABEL_LINK_DELETED, per_row=True),
+    Declared("prediction", "INSERT", Action.PREDICTIONS_CREATED, per_row=False),
+    # the trigger captures only updates that turn is_labeled true
+    Declared("task", "UPDATE", Action.TASK_LABELED, per_row=False),
+)
+
+
 def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tuple[_SyncKey, Event]]]:
     """The transaction's events, and apart from them its tasks created by storage syncs (one
     TASKS_CREATED per project and sync, to be merged with the sync's other transactions)."""
@@ -187,8 +211,9 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
             if task in synced and task not in deleted_tasks:
                 by_sync.setdefault(synced[task], []).append(task)
         for key, tasks in by_sync.items():
-            event = Event(xid, Action.TASKS_CREATED, organization.get(project), project, tuple(tasks), captured_at)
-            sync_parts.append((key, event))
+            org = organization.get(project)
+            part = Event(xid, Action.TASKS_CREATED, org, project, tuple(tasks), captured_at)
+            sync_parts.append((key, part))
 
     for project, created in annotations_created.by_project.items():
         if project in deleted_projects:
@@ -227,6 +252,21 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
         ids = [a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations]
         if ids:
             emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
+
+    for declared in DECLARED:
+        changed = rows(declared.table, declared.op)
+        created = rows(declared.table, "INSERT").ids() if declared.op != "INSERT" else set()
+        deleted = rows(declared.table, "DELETE").ids() if declared.op != "DELETE" else set()
+        for project, found_rows in changed.by_project.items():
+            if project in deleted_projects:
+                continue
+            ids = [r for r in found_rows if r not in created and r not in deleted]
+            first = changed.first_change[project]
+            if declared.per_row:
+                for seq, row in enumerate(ids):
+                    emit(first, declared.action, project, [row], seq)
+            elif ids:
+                emit(first, declared.action, project, ids)
 
     found.sort(key=lambda item: (item[0], item[1]))
     return [event for _, _, event in found], sync_parts

@@ -345,6 +345,23 @@ where t.id = any(%(ids)s)
 -- name: fetch_annotations
 select a.* from public.task_completion a where a.id = any(%(ids)s);
 
+-- name: fetch_label_links
+select k.* from public.labels_manager_labellink k where k.id = any(%(ids)s);
+
+-- name: fetch_labels
+-- The labels of the label links asked for, with the ids of all their links and of the projects
+-- those are in (Label Studio's label object lists both).
+select l.*,
+       array(select k.id from public.labels_manager_labellink k where k.label_id = l.id order by k.id)
+           as links,
+       array(select distinct k.project_id from public.labels_manager_labellink k
+              where k.label_id = l.id order by k.project_id) as projects
+from public.labels_manager_label l
+where l.id in (select k.label_id from public.labels_manager_labellink k where k.id = any(%(link_ids)s));
+
+-- name: fetch_predictions
+select r.* from public.prediction r where r.id = any(%(ids)s);
+
 -- name: store_payloads
 -- A payload built before its settle delay was over (its rows settled) makes its deliveries due now.
 with stored as (

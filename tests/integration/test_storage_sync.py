@@ -138,9 +138,7 @@ async def test_the_next_sync_of_the_same_storage_is_an_event_of_its_own(conn, re
     assert [ids(r) for r in requests] == [first, second]
 
 
-async def test_a_sync_that_died_half_way_is_sent_after_a_minute_without_progress(
-    conn, receiver, start_relay
-):
+async def test_a_sync_that_died_half_way_is_sent_after_a_minute_without_progress(conn, receiver, start_relay):
     table = "io_storages_localfilesimportstorage"
     lsdb.organization(conn)
     lsdb.project(conn, 1)
@@ -151,7 +149,10 @@ async def test_a_sync_that_died_half_way_is_sent_after_a_minute_without_progress
         tasks = [sync_file(conn, table, storage_id, n) for n in range(3)]
         conn.execute("insert into task (data, project_id) values ('{}', 1)")
         await receiver.wait_for(1)  # routed past the sync: its tasks are held
-        assert conn.execute("select count(*) as n from outbox.change where storage is not null").fetchone()["n"] == 3
+        assert (
+            conn.execute("select count(*) as n from outbox.change where storage is not null").fetchone()["n"]
+            == 3
+        )
         # a minute passes, for the webhook too (it existed before the sync)
         conn.execute("update outbox.change set captured_at = captured_at - interval '61 seconds'")
         conn.execute("update outbox.webhook set created_at = created_at - interval '61 seconds'")
@@ -187,8 +188,12 @@ async def test_a_synced_task_deleted_before_routing_and_annotations_imported_wit
     start_sync(conn, table, storage_id)
     keep = sync_file(conn, table, storage_id, 0)
     with conn.transaction():  # a file with an annotation: task, annotation, link
-        gone = conn.execute("insert into task (data, project_id) values ('{}', 1) returning id").fetchone()["id"]
-        conn.execute("insert into task_completion (task_id, project_id, result) values (%s, 1, '[]')", (gone,))
+        gone = conn.execute("insert into task (data, project_id) values ('{}', 1) returning id").fetchone()[
+            "id"
+        ]
+        conn.execute(
+            "insert into task_completion (task_id, project_id, result) values (%s, 1, '[]')", (gone,)
+        )
         conn.execute(
             f"insert into {LINKS[table][0]} (key, object_exists, task_id, storage_id) values ('x', true, %s, %s)",
             (gone, storage_id),
