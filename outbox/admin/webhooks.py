@@ -27,7 +27,7 @@ from outbox.admin.models import (
     WebhookHealth,
     WebhookUpdate,
 )
-from relay.actions import CATALOG, PING
+from relay.actions import CATALOG, OPT_IN, PING
 from relay.signing import generate_secret
 
 # 'whk': the advisory lock (with the organization id) that serialises the per-organization cap.
@@ -71,7 +71,8 @@ def actions_info(organization_only: str | None = None) -> dict[str, ActionInfo]:
             }
         )
         for action, info in CATALOG.items()
-        if wanted is None or info.organization_only == wanted
+        # Label Studio's list, as its clients expect it; the opt-in actions are in docs/events.md
+        if action not in OPT_IN and (wanted is None or info.organization_only == wanted)
     }
 
 
