@@ -277,6 +277,9 @@ def webhooks_add(
     ordered: Annotated[
         bool, typer.Option(help="Deliver a project's events one at a time, in order.")
     ] = False,
+    delete_payload: Annotated[
+        str, typer.Option(help='What delete events list: "ids" (as Label Studio) or "rows".')
+    ] = "ids",
     max_concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
     rate_limit: Annotated[float | None, typer.Option(help="Requests per second at most.")] = None,
     timeout: Annotated[
@@ -308,6 +311,7 @@ def webhooks_add(
         "description": description,
         "secret": new_secret,
         "ordered": ordered,
+        "delete_payload": delete_payload,
         "max_concurrency": max_concurrency,
         "rate_limit": rate_limit,
         "timeout": timeout,
@@ -343,6 +347,7 @@ def webhooks_update(
     ] = None,
     no_secret: Annotated[bool, typer.Option("--no-secret", help="Stop signing.")] = False,
     ordered: Annotated[bool | None, typer.Option("--ordered/--unordered")] = None,
+    delete_payload: Annotated[str | None, typer.Option(help='"ids" or "rows".')] = None,
     max_concurrency: Annotated[int | None, typer.Option()] = None,
     rate_limit: Annotated[str | None, typer.Option(help='Requests per second, or "none".')] = None,
     timeout: Annotated[str | None, typer.Option(help='Seconds per request, or "default".')] = None,
@@ -371,6 +376,7 @@ def webhooks_update(
         ("is_active", active),
         ("description", description),
         ("ordered", ordered),
+        ("delete_payload", delete_payload),
         ("max_concurrency", max_concurrency),
     ):
         if value is not None:
@@ -486,9 +492,7 @@ def deliveries_list(
     webhook_id: Annotated[
         int | None, typer.Argument(help="Webhook id (leave out for every webhook's).", min=1)
     ] = None,
-    state: Annotated[
-        str | None, typer.Option(help="pending, failing, delivered or dead.")
-    ] = None,
+    state: Annotated[str | None, typer.Option(help="pending, failing, delivered or dead.")] = None,
     project: Annotated[int | None, typer.Option(help="Only this project's.", min=1)] = None,
     action: Annotated[str | None, typer.Option(help="Only this action's, e.g. TASKS_CREATED.")] = None,
     since: Since = None,

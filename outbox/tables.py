@@ -58,6 +58,7 @@ webhook = Table(
     _ts("updated_at", nullable=False),
     Column("description", Text, nullable=False),
     Column("ordered", Boolean, nullable=False),
+    Column("delete_payload", Text, nullable=False),
     Column("max_concurrency", Integer, nullable=False),
     Column("rate_limit", Double),
     Column("timeout", Double),
@@ -66,6 +67,8 @@ webhook = Table(
     _ts("previous_secret_expires_at"),
     Column("disabled_reason", Text),
     _ts("disabled_at"),
+    _ts("paused_at"),
+    _ts("activated_at"),
 )
 
 webhook_health = Table(
@@ -175,6 +178,7 @@ change = Table(
     Column("old_rows", JSONB),
     Column("detach_xid", Xid8),
     _ts("captured_at", nullable=False),
+    Column("storage", Text),
 )
 
 detached_task = Table(

@@ -91,16 +91,16 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
     events: list[Event] = []
     synced: dict[tuple[str, int | None, int | None], list[Event]] = {}
     for batch in transactions.values():
-        found, parts = _transaction_events(batch)
+        found, synced_parts = _transaction_events(batch)
         events.extend(found)
-        for key, part in parts:
+        for key, part in synced_parts:
             synced.setdefault((*key, part.project_id), []).append(part)
-    for parts in synced.values():  # one storage sync: one TASKS_CREATED, as Label Studio sends it
-        ids = tuple(sorted({row for part in parts for row in part.row_ids}))
-        last = parts[-1]
-        organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
-        captured = max((p.captured_at for p in parts if p.captured_at is not None), default=None)
-        events.append(Event(last.xid, Action.TASKS_CREATED, organization, last.project_id, ids, captured))
+    for sync in synced.values():  # one storage sync: one TASKS_CREATED, as Label Studio sends it
+        task_ids = tuple(sorted({row for part in sync for row in part.row_ids}))
+        end = sync[-1]
+        org = next((p.organization_id for p in sync if p.organization_id is not None), None)
+        at = max((p.captured_at for p in sync if p.captured_at is not None), default=None)
+        events.append(Event(end.xid, Action.TASKS_CREATED, org, end.project_id, task_ids, at))
     merged: dict[tuple[int, int], list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         if change.detach_xid is not None and not change.held and change.project_id is not None:
@@ -207,9 +207,9 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
         if ids:
             emit(tasks_created.first_change[project], Action.TASKS_CREATED, project, ids)
         by_sync: dict[_SyncKey, list[int]] = {}
-        for task in tasks_created.by_project[project]:
-            if task in synced and task not in deleted_tasks:
-                by_sync.setdefault(synced[task], []).append(task)
+        for task_id in tasks_created.by_project[project]:
+            if task_id in synced and task_id not in deleted_tasks:
+                by_sync.setdefault(synced[task_id], []).append(task_id)
         for key, tasks in by_sync.items():
             org = organization.get(project)
             part = Event(xid, Action.TASKS_CREATED, org, project, tuple(tasks), captured_at)
@@ -255,12 +255,12 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
 
     for declared in DECLARED:
         changed = rows(declared.table, declared.op)
-        created = rows(declared.table, "INSERT").ids() if declared.op != "INSERT" else set()
-        deleted = rows(declared.table, "DELETE").ids() if declared.op != "DELETE" else set()
+        born = rows(declared.table, "INSERT").ids() if declared.op != "INSERT" else set()
+        gone = rows(declared.table, "DELETE").ids() if declared.op != "DELETE" else set()
         for project, found_rows in changed.by_project.items():
             if project in deleted_projects:
                 continue
-            ids = [r for r in found_rows if r not in created and r not in deleted]
+            ids = [r for r in found_rows if r not in born and r not in gone]
             first = changed.first_change[project]
             if declared.per_row:
                 for seq, row in enumerate(ids):

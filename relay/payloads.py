@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -254,6 +255,51 @@ def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows
         body["webhook"] = {"id": row_ids[0]}
     else:
         raise ValueError(f"no payload shape for action {action!r}")
+    return body
+
+
+# Delete events, with the rows the trigger recorded for webhooks whose delete_payload is 'rows':
+# the key and how a row is serialised.
+DELETED_ROWS = {
+    Action.PROJECT_DELETED: ("project", PROJECT_FIELDS),
+    Action.TASKS_DELETED: ("tasks", TASK_FIELDS),
+    Action.ANNOTATIONS_DELETED: ("annotations", ANNOTATION_FIELDS),
+    Action.LABEL_LINK_DELETED: ("label_link", LABEL_LINK_FIELDS),
+}
+
+# Timestamp columns of the rows above: the trigger's to_jsonb wrote them in the writer's time zone
+TIMESTAMPS = frozenset({
+    "created_at", "updated_at", "draft_created_at", "last_comment_updated_at", "pinned_at",
+    "deleted_at", "purge_at",
+})  # fmt: skip
+
+
+def _deleted_object(fields: tuple[tuple[str, str], ...], row: Row) -> Body:
+    obj = _object(fields, row)
+    for key, column in fields:
+        value = row.get(column)
+        if column in TIMESTAMPS and isinstance(value, str):
+            obj[key] = datetime.fromisoformat(value).astimezone(UTC)
+    return obj
+
+
+def deleted_body(
+    action: str, project_id: int | None, row_ids: Sequence[int], deleted: Mapping[int, Row], rows: Snapshot
+) -> Body:
+    """A delete event with the deleted rows as they were (``deleted``, by id, from the trigger),
+    each serialised as Label Studio serialises a live one; a row the trigger did not record is
+    ``{"id": N}``. Otherwise ``build_body``'s shape: the same keys in the same order."""
+    key, fields = DELETED_ROWS[Action(action)]
+    objects = [
+        _deleted_object(fields, deleted[row_id]) if row_id in deleted else {"id": row_id}
+        for row_id in row_ids
+    ]
+    body: Body = {"action": action}
+    if action == Action.PROJECT_DELETED:
+        body["project"] = objects[0]
+        return body
+    body[key] = objects[0] if action == Action.LABEL_LINK_DELETED else objects
+    body["project"] = rows.project(project_id)
     return body
 
 

@@ -5,7 +5,7 @@ deliveries". The decisions are the pure modules' (events, routing, chunks, paylo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -108,7 +108,7 @@ async def route_changes(
     built: list[tuple[int, build.Pending]] = []  # (position, chunk to build now)
     budget = IMMEDIATE_BUILD_BYTES
     for position, r in enumerate(routed, start=1):
-        if not r.needs_payload or len(r.event.row_ids) > build_rows:
+        if not r.needs_payload or r.deleted_rows or len(r.event.row_ids) > build_rows:
             continue
         size = sum(c.bytes for c in r.chunks)
         if size > budget or any(chunks.too_large(c, max_bytes) for c in r.chunks):
@@ -120,6 +120,7 @@ async def route_changes(
             built.append(
                 (position, build.Pending(0, index, r.event.action, r.event.project_id, ids, chunk.bytes))
             )
+    routed, deleted_bodies = await _deleted_bodies(conn, routed, _deleted(rows), max_bytes)
     bodies: list[bytes] = []
     if built:
         items = [item for _, item in built]
@@ -134,9 +135,9 @@ async def route_changes(
             {
                 "events": orjson.dumps([_event_input(r, max_bytes) for r in routed]).decode(),
                 "settle": settle,
-                "body_ords": [position for position, _ in built],
-                "body_chunks": [item.chunk for _, item in built],
-                "bodies": bodies,
+                "body_ords": [position for position, _ in built] + [p for p, _ in deleted_bodies],
+                "body_chunks": [item.chunk for _, item in built] + [0 for _ in deleted_bodies],
+                "bodies": bodies + [body for _, body in deleted_bodies],
             },
         )
         event_ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
@@ -146,6 +147,58 @@ async def route_changes(
         }
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
+
+
+# The table whose rows a delete event lists, for webhooks that want the deleted rows
+DELETED_TABLE = {
+    Action.PROJECT_DELETED: "project",
+    Action.TASKS_DELETED: "task",
+    Action.ANNOTATIONS_DELETED: "task_completion",
+    Action.LABEL_LINK_DELETED: "labels_manager_labellink",
+}
+
+
+def _deleted(rows: Sequence[DictRow]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The rows the delete triggers recorded (brought only while some webhook wants them), by
+    table and id."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in rows:
+        if row["op"] == "DELETE" and row["old_rows"]:
+            table = found.setdefault(row["table_name"], {})
+            table.update((old["id"], old) for old in row["old_rows"])
+    return found
+
+
+async def _deleted_bodies(
+    conn: Conn, routed: list[Routed], deleted: dict[str, dict[int, dict[str, Any]]], max_bytes: int
+) -> tuple[list[Routed], list[tuple[int, bytes]]]:
+    """The bodies of delete events that list the deleted rows, built now: the rows exist only in
+    the changes, which are forgotten at the end of routing. Returns the events (a body over
+    ``max_bytes`` makes its chunk too large, never sent) and the bodies by event position."""
+    wanted = [(p, r) for p, r in enumerate(routed, start=1) if r.deleted_rows and r.needs_payload]
+    if not wanted:
+        return routed, []
+    snapshot = await build.fetch_snapshot(
+        conn,
+        [
+            payloads.Needs(
+                projects=frozenset({r.event.project_id} if r.event.project_id is not None else set())
+            )
+            for _, r in wanted
+        ],
+    )
+    resized, bodies = list(routed), []
+    for position, r in wanted:
+        event = r.event
+        rows = deleted.get(DELETED_TABLE[Action(event.action)], {})
+        body = payloads.encode(
+            payloads.deleted_body(event.action, event.project_id, event.row_ids, rows, snapshot)
+        )
+        chunk = replace(r.chunks[0], bytes=len(body))
+        resized[position - 1] = replace(r, chunks=(chunk,))
+        if not chunks.too_large(chunk, max_bytes):
+            bodies.append((position, body))
+    return resized, bodies
 
 
 def _sizes(rows: Sequence[DictRow]) -> payloads.Sizes:

@@ -16,6 +16,7 @@ from relay import chunks
 from relay.actions import CHUNKED, OPT_IN, ORGANIZATION_ONLY
 from relay.chunks import Chunk
 from relay.events import Event
+from relay.payloads import DELETED_ROWS
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class Routed:
     # the most rows one POST holds: WEBHOOK_BATCH_SIZE for chunked actions, else all of them
     chunk_size: int
     chunks: tuple[Chunk, ...]
+    # a delete event for the webhooks whose delete_payload is 'rows': its body lists the rows
+    deleted_rows: bool = False
 
     @property
     def needs_payload(self) -> bool:
@@ -104,5 +107,12 @@ def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) 
         rows = len(event.row_ids)
         chunk_size = batch_size if event.action in CHUNKED else max(1, rows)
         split = tuple(chunks.by_rows(rows, chunk_size))
-        routed.append(Routed(event, tuple(route(event, candidates)), chunk_size, split))
+        matched = route(event, candidates)
+        with_rows = [w for w in matched if event.action in DELETED_ROWS and w.delete_payload == "rows"]
+        ids_only = [w for w in matched if w not in with_rows]
+        # one stored body per event: webhooks that want the deleted rows get an event of their own
+        if ids_only or not with_rows:
+            routed.append(Routed(event, tuple(ids_only), chunk_size, split))
+        if with_rows:
+            routed.append(Routed(event, tuple(with_rows), chunk_size, split, deleted_rows=True))
     return routed

@@ -145,7 +145,9 @@ open_batches as (
           > now() - %(detach_wait)s
 ),
 sizing as (
-    select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted
+    select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted,
+           exists (select 1 from outbox.webhook w
+                    where w.is_active and w.send_payload and w.delete_payload = 'rows') as wanted_rows
 )
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
        coalesce(c.organization_id, p.organization_id,
@@ -157,6 +159,8 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
                   where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
        c.row_ids, c.task_ids, c.detach_xid::text as detach_xid, c.captured_at, c.storage,
        (select l.sync_end from links l where l.id = c.id) as sync_end,
+       -- the deleted rows, for webhooks that want them in delete events
+       case when (select wanted_rows from sizing) then c.old_rows end as old_rows,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
        sized.task_bytes, sized.own_bytes, sized.project_bytes
 from outbox.change c

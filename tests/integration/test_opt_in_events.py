@@ -89,3 +89,45 @@ async def test_a_project_webhook_gets_only_its_projects_predictions(conn, seeded
         conn.execute("insert into prediction (task_id, project_id) values (20, 2)")
         requests = await receiver.wait_for(1)
     assert [p["task"] for p in requests[0].json["predictions"]] == [20]
+
+
+async def test_delete_events_with_the_deleted_rows_for_webhooks_that_ask(conn, seeded, receiver, start_relay):
+    """delete_payload 'rows': the deleted annotation with its task id (Label Studio sends only
+    the id), the full task; webhooks keeping 'ids' get Label Studio's body from the same delete."""
+    conn.execute("set time zone 'Europe/Paris'")  # the trigger records timestamps in this zone
+    conn.execute(
+        "insert into task_completion (id, task_id, project_id, result, created_at)"
+        " values (7, 1, 1, '[{\"v\": 1}]', '2026-01-02 03:04:05.5+00')"
+    )
+    conn.execute("delete from outbox.change")
+    rows = lsdb.webhook(conn, f"{receiver.url}/rows", delete_payload="rows")
+    lsdb.webhook(conn, f"{receiver.url}/ids")
+    async with start_relay():
+        conn.execute("delete from task_completion where id = 7")
+        with conn.transaction():  # a Data Manager delete of task 2
+            conn.execute("update task set project_id = null where id = 2")
+        conn.execute("delete from task where id = 2")
+        requests = await receiver.wait_for(4)
+    by = {(r.path, r.action): r.json for r in requests}
+    assert by[("/ids", "ANNOTATIONS_DELETED")]["annotations"] == [{"id": 7}]
+    annotation = by[("/rows", "ANNOTATIONS_DELETED")]["annotations"][0]
+    assert list(annotation) == list(by[("/ids", "ANNOTATIONS_DELETED")]["annotations"][0]) + [
+        k for k in annotation if k != "id"
+    ]
+    assert (annotation["id"], annotation["task"], annotation["project"]) == (7, 1, 1)
+    assert annotation["result"] == [{"v": 1}] and annotation["created_at"] == "2026-01-02T03:04:05.500000Z"
+    assert by[("/ids", "TASKS_DELETED")]["tasks"] == [{"id": 2}]
+    task = by[("/rows", "TASKS_DELETED")]["tasks"][0]
+    assert (task["id"], task["data"]) == (2, {})
+    assert task["project"] is None  # as the row was when deleted: the Data Manager detached it
+    assert list(by[("/rows", "TASKS_DELETED")]) == ["action", "tasks", "project"]
+    assert conn.execute("select delete_payload from outbox.webhook where id = %s", (rows,)).fetchone() == {
+        "delete_payload": "rows"
+    }
+
+
+async def test_delete_payload_refuses_anything_but_ids_or_rows(conn, seeded):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.CheckViolation):
+        lsdb.webhook(conn, "http://127.0.0.1:9/", delete_payload="everything")
