@@ -242,14 +242,17 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
     for project, deleted in tasks_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [t for t in deleted if t not in created_tasks and t not in batched]
+        # ascending, whatever order the statements deleted them in (Label Studio: heap order)
+        ids = sorted(t for t in deleted if t not in created_tasks and t not in batched)
         if ids:
             emit(tasks_deleted.first_change[project], Action.TASKS_DELETED, project, ids)
 
     for project, deleted in annotations_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations]
+        ids = sorted(
+            a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations
+        )
         if ids:
             emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
 
