@@ -203,3 +203,44 @@ async def test_a_synced_task_deleted_before_routing_and_annotations_imported_wit
         requests = await receiver.wait_for(1)
     assert ids(requests[0]) == [keep, gone]
     assert conn.execute("select count(*) as n from outbox.change").fetchone()["n"] == 0
+
+
+async def test_a_sync_on_label_studios_real_tables(fresh_database, receiver, start_relay):
+    """The real DDL (tests/data/label-studio-1.23.2-schema.sql): the storage keyed by its mixin's
+    id, every NOT NULL column given as Label Studio's models give them, foreign keys enforced."""
+    from datetime import UTC, datetime
+
+    from outbox import db, migrations
+    from tests.support import ls_schema
+
+    url = fresh_database("template0")
+    with db.connect_sync(url, autocommit=True) as conn:
+        ls_schema.create_real_schema(conn)
+        migrations.migrate(conn)
+        ls_schema.organization(conn, 1)
+        ls_schema.project(conn, 1)
+        conn.execute(
+            "insert into io_storages_localfilesmixin (id, path, use_blob_urls) values (1, '/data', false)"
+        )
+        conn.execute(
+            "insert into io_storages_localfilesimportstorage (localfilesmixin_ptr_id, created_at, project_id,"
+            " status, synchronizable) values (1, now(), 1, 'initialized', true)"
+        )
+        conn.execute("delete from outbox.change")
+        lsdb.webhook(conn, receiver.url, project_id=1)
+        async with start_relay(url):
+            conn.execute("update io_storages_localfilesimportstorage set status = 'in_progress'")
+            for n in (11, 12, 13):
+                with conn.transaction():
+                    ls_schema.task(conn, n)
+                    conn.execute(
+                        "insert into io_storages_localfilesimportstoragelink"
+                        " (key, object_exists, created_at, task_id, storage_id) values (%s, true, %s, %s, 1)",
+                        (f"f{n}.json", datetime.now(UTC), n),
+                    )
+            conn.execute(
+                "update io_storages_localfilesimportstorage set last_sync = now(), last_sync_count = 3,"
+                " status = 'completed'"
+            )
+            requests = await receiver.wait_for(1)
+    assert [t["id"] for t in requests[0].json["tasks"]] == [11, 12, 13]
