@@ -240,18 +240,19 @@ $$;
 
 -- The row-level counterpart, for derived events on hot tables: the trigger's `UPDATE OF … WHEN`
 -- clause decides, so an update that is no such event calls no function at all (PostgreSQL refuses
--- transition tables on `UPDATE OF` triggers). TG_ARGV[0]: the project column; TG_ARGV[1]: the
--- opt-in action, as for capture_rows.
+-- transition tables on `UPDATE OF` triggers). The table has a `project_id` column (read as such:
+-- to_jsonb of a whole task would cost as much as its data). TG_ARGV[0]: the opt-in action, as
+-- TG_ARGV[1] of capture_rows.
 create or replace function outbox.capture_row() returns trigger
 language plpgsql as $$
 begin
-    if tg_argv[1] <> '' and not exists (
-        select from outbox.webhook w where w.is_active and tg_argv[1] = any (w.actions)
+    if tg_argv[0] <> '' and not exists (
+        select from outbox.webhook w where w.is_active and tg_argv[0] = any (w.actions)
     ) then
         return null;
     end if;
     insert into outbox.change (table_name, op, project_id, row_ids)
-    values (tg_table_name, tg_op, (to_jsonb(new) ->> tg_argv[0])::integer, array[new.id]);
+    values (tg_table_name, tg_op, new.project_id, array[new.id]);
     perform outbox.wake();
     return null;
 end
@@ -279,7 +280,7 @@ create trigger outbox_insert after insert on public.prediction
 -- ones that turn it true call the function.
 create trigger outbox_labeled after update of is_labeled on public.task
     for each row when (new.is_labeled and not old.is_labeled and new.project_id is not null)
-    execute function outbox.capture_row('project_id', 'TASK_LABELED');
+    execute function outbox.capture_row('TASK_LABELED');
 
 -- Import storages. Label Studio creates each synced task in a transaction of its own, with a row
 -- in the storage's link table, and sends one TASKS_CREATED per sync once it ends; the end is the
