@@ -58,6 +58,7 @@ webhook = Table(
     _ts("updated_at", nullable=False),
     Column("description", Text, nullable=False),
     Column("ordered", Boolean, nullable=False),
+    Column("delete_payload", Text, nullable=False),
     Column("max_concurrency", Integer, nullable=False),
     Column("rate_limit", Double),
     Column("timeout", Double),
@@ -66,6 +67,8 @@ webhook = Table(
     _ts("previous_secret_expires_at"),
     Column("disabled_reason", Text),
     _ts("disabled_at"),
+    _ts("paused_at"),
+    _ts("activated_at"),
 )
 
 webhook_health = Table(
@@ -177,6 +180,7 @@ change = Table(
     Column("old_rows", JSONB),
     Column("detach_xid", Xid8),
     _ts("captured_at", nullable=False),
+    Column("storage", Text),
 )
 
 detached_task = Table(
@@ -207,6 +211,7 @@ action = Table(
     Column("payload_key", Text, nullable=False),
     Column("organization_only", Boolean, nullable=False),
     Column("built_in", Boolean, nullable=False),
+    Column("opt_in", Boolean, nullable=False),
     Column("seq", Integer, nullable=False),
     _ts("created_at", nullable=False),
 )

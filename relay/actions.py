@@ -24,6 +24,9 @@ class Action(StrEnum):
     LABEL_LINK_CREATED = "LABEL_LINK_CREATED"
     LABEL_LINK_UPDATED = "LABEL_LINK_UPDATED"
     LABEL_LINK_DELETED = "LABEL_LINK_DELETED"
+    # outbox's own, opt-in (OPT_IN below)
+    TASK_LABELED = "TASK_LABELED"
+    PREDICTIONS_CREATED = "PREDICTIONS_CREATED"
 
 
 # Not a Label Studio action: what `POST /api/webhooks/<id>/test` sends to one webhook.
@@ -51,7 +54,18 @@ CATALOG: dict[Action, ActionInfo] = {
     Action.LABEL_LINK_CREATED: ActionInfo("Label link created", "", "label_link", False),
     Action.LABEL_LINK_UPDATED: ActionInfo("Label link updated", "", "label_link", False),
     Action.LABEL_LINK_DELETED: ActionInfo("Label link deleted", "", "label_link", False),
+    # -- outbox's opt-in actions: sent only to webhooks that list them (docs/events.md)
+    Action.TASK_LABELED: ActionInfo(
+        "Task labeled", "A task's is_labeled turned true (opt-in)", "tasks", False
+    ),
+    Action.PREDICTIONS_CREATED: ActionInfo(
+        "Predictions created", "Predictions inserted for existing tasks (opt-in)", "predictions", False
+    ),
 }
+
+# Actions Label Studio does not send: never part of send_for_all_actions, so a webhook receives
+# them only when it lists them, and Label Studio compatibility holds unless a webhook asks.
+OPT_IN = frozenset({Action.TASK_LABELED, Action.PREDICTIONS_CREATED})
 
 ORGANIZATION_ONLY = frozenset(a for a, info in CATALOG.items() if info.organization_only)
 
@@ -61,4 +75,6 @@ BUILT_IN = frozenset({*(a.value for a in Action), PING})
 
 # Actions whose payload lists full rows: split into chunks of at most WEBHOOK_BATCH_SIZE rows, each
 # POSTed with the full project (Label Studio does this for imports).
-CHUNKED = frozenset({Action.TASKS_CREATED, Action.ANNOTATIONS_CREATED})
+CHUNKED = frozenset(
+    {Action.TASKS_CREATED, Action.ANNOTATIONS_CREATED, Action.TASK_LABELED, Action.PREDICTIONS_CREATED}
+)

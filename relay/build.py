@@ -94,15 +94,20 @@ def groups(pending: Sequence[Pending], max_rows: int, max_bytes: int) -> Iterabl
 
 
 async def fetch_snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloads.Snapshot:
-    """The current rows behind some payloads: three queries in one round trip. jsonb columns come
+    """The current rows behind some payloads: a query per kind of row, in one round trip. jsonb columns come
     as orjson.Fragment, so Label Studio's JSON passes into payloads unparsed."""
     projects = sorted({i for n in wanted for i in n.projects})
     tasks = sorted({i for n in wanted for i in n.tasks})
     annotations = sorted({i for n in wanted for i in n.annotations})
+    links = sorted({i for n in wanted for i in n.label_links})
+    predictions = sorted({i for n in wanted for i in n.predictions})
     queries = [
         ("fetch_projects", {"ids": projects}, bool(projects)),
         ("fetch_tasks", {"ids": tasks, "annotation_ids": annotations}, bool(tasks or annotations)),
         ("fetch_annotations", {"ids": annotations}, bool(annotations)),
+        ("fetch_label_links", {"ids": links}, bool(links)),
+        ("fetch_labels", {"link_ids": links}, bool(links)),
+        ("fetch_predictions", {"ids": predictions}, bool(predictions)),
     ]
     cursors: list[psycopg.AsyncCursor[DictRow] | None] = []
     for name, params, needed in queries:
@@ -117,7 +122,14 @@ async def fetch_snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloa
     found: list[dict[int, DictRow]] = []
     for pending in cursors:
         found.append({row["id"]: row for row in await pending.fetchall()} if pending else {})
-    return payloads.Snapshot(projects=found[0], tasks=found[1], annotations=found[2])
+    return payloads.Snapshot(
+        projects=found[0],
+        tasks=found[1],
+        annotations=found[2],
+        label_links=found[3],
+        labels=found[4],
+        predictions=found[5],
+    )
 
 
 def encode_bodies(

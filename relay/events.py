@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from relay.actions import Action
 
@@ -31,6 +32,13 @@ class Change:
     detach_xid: int | None = None
     # part of a Data Manager delete whose other transactions have not all committed yet
     held: bool = False
+    # when the trigger wrote it (clock_timestamp): the latest of a transaction's stands for its commit
+    captured_at: datetime | None = None
+    # import storage sync: the storage ('<table>:<id>') of a link change (row_ids: the synced
+    # tasks) or of the marker that ends a sync (op UPDATE); sync_end: a link's marker (None when
+    # the sync timed out), so that the tasks of one sync make one TASKS_CREATED
+    storage: str | None = None
+    sync_end: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,12 @@ class Event:
     organization_id: int | None
     project_id: int | None
     row_ids: tuple[int, ...]
+    # the last capture of its transaction(s): webhooks subscribed after it do not get the event
+    captured_at: datetime | None = None
+
+
+def _last_capture(changes: Iterable[Change]) -> datetime | None:
+    return max((c.captured_at for c in changes if c.captured_at is not None), default=None)
 
 
 @dataclass
@@ -74,7 +88,19 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
     transactions: dict[int, list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         transactions.setdefault(change.xid, []).append(change)
-    events = [event for batch in transactions.values() for event in _transaction_events(batch)]
+    events: list[Event] = []
+    synced: dict[tuple[str, int | None, int | None], list[Event]] = {}
+    for batch in transactions.values():
+        found, synced_parts = _transaction_events(batch)
+        events.extend(found)
+        for key, part in synced_parts:
+            synced.setdefault((*key, part.project_id), []).append(part)
+    for sync in synced.values():  # one storage sync: one TASKS_CREATED, as Label Studio sends it
+        task_ids = tuple(sorted({row for part in sync for row in part.row_ids}))
+        end = sync[-1]
+        org = next((p.organization_id for p in sync if p.organization_id is not None), None)
+        at = max((p.captured_at for p in sync if p.captured_at is not None), default=None)
+        events.append(Event(end.xid, Action.TASKS_CREATED, org, end.project_id, task_ids, at))
     merged: dict[tuple[int, int], list[Change]] = {}
     for change in sorted(changes, key=lambda c: c.id):
         if change.detach_xid is not None and not change.held and change.project_id is not None:
@@ -84,17 +110,52 @@ def group_changes(changes: Iterable[Change]) -> list[Event]:
         ids = sorted({row for part in parts for row in part.row_ids})
         last = parts[-1]
         organization = next((p.organization_id for p in parts if p.organization_id is not None), None)
-        events.append(Event(last.xid, Action.TASKS_DELETED, organization, last.project_id, tuple(ids)))
+        captured = _last_capture(parts)
+        project = last.project_id
+        events.append(Event(last.xid, Action.TASKS_DELETED, organization, project, tuple(ids), captured))
     return events
 
 
-def _transaction_events(changes: Sequence[Change]) -> list[Event]:
+_SyncKey = tuple[str, int | None]
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A captured (table, operation) whose changes become ``action`` by the common rules alone: a
+    row created and deleted in the same transaction is nothing, nor is an update of a row created
+    or deleted in it, nor anything in a project deleted in it. ``per_row``: one event per row (as
+    Label Studio sends label links), else one per transaction and project, listing the rows.
+    The trigger that captures it is declared in sql/capture.sql, its payload in relay/payloads.py."""
+
+    table: str
+    op: str
+    action: Action
+    per_row: bool
+
+
+DECLARED = (
+    Declared("labels_manager_labellink", "INSERT", Action.LABEL_LINK_CREATED, per_row=True),
+    Declared("labels_manager_labellink", "UPDATE", Action.LABEL_LINK_UPDATED, per_row=True),
+    Declared("labels_manager_labellink", "DELETE", Action.LABEL_LINK_DELETED, per_row=True),
+    Declared("prediction", "INSERT", Action.PREDICTIONS_CREATED, per_row=False),
+    # the trigger captures only updates that turn is_labeled true
+    Declared("task", "UPDATE", Action.TASK_LABELED, per_row=False),
+)
+
+
+def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tuple[_SyncKey, Event]]]:
+    """The transaction's events, and apart from them its tasks created by storage syncs (one
+    TASKS_CREATED per project and sync, to be merged with the sync's other transactions)."""
     xid = changes[0].xid
+    captured_at = _last_capture(changes)
     organization: dict[int, int] = {}
     seen: dict[tuple[str, str], _Rows] = {}
     batched: set[int] = set()  # tasks of Data Manager deletes: one event for all (above)
+    synced: dict[int, _SyncKey] = {}  # tasks of storage syncs, by the sync
     for change in changes:
-        if change.project_id is None:
+        if change.storage is not None and change.op == "INSERT":
+            synced.update(dict.fromkeys(change.row_ids, (change.storage, change.sync_end)))
+        if change.project_id is None or change.storage is not None:
             continue
         if change.organization_id is not None:
             organization.setdefault(change.project_id, change.organization_id)
@@ -126,7 +187,8 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     found: list[tuple[int, int, Event]] = []
 
     def emit(first: int, action: Action, project: int, ids: Sequence[int], seq: int = 0) -> None:
-        found.append((first, seq, Event(xid, action, organization.get(project), project, tuple(ids))))
+        event = Event(xid, action, organization.get(project), project, tuple(ids), captured_at)
+        found.append((first, seq, event))
 
     for project, first in projects_created.first_change.items():
         if project not in deleted_projects:
@@ -138,11 +200,20 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
         if project not in created_projects:
             emit(first, Action.PROJECT_DELETED, project, [project])
 
+    sync_parts: list[tuple[_SyncKey, Event]] = []
     live = [p for p in tasks_created.by_project if p not in deleted_projects]
     for project in live:
-        ids = [t for t in tasks_created.by_project[project] if t not in deleted_tasks]
+        ids = [t for t in tasks_created.by_project[project] if t not in deleted_tasks and t not in synced]
         if ids:
             emit(tasks_created.first_change[project], Action.TASKS_CREATED, project, ids)
+        by_sync: dict[_SyncKey, list[int]] = {}
+        for task_id in tasks_created.by_project[project]:
+            if task_id in synced and task_id not in deleted_tasks:
+                by_sync.setdefault(synced[task_id], []).append(task_id)
+        for key, tasks in by_sync.items():
+            org = organization.get(project)
+            part = Event(xid, Action.TASKS_CREATED, org, project, tuple(tasks), captured_at)
+            sync_parts.append((key, part))
 
     for project, created in annotations_created.by_project.items():
         if project in deleted_projects:
@@ -171,16 +242,34 @@ def _transaction_events(changes: Sequence[Change]) -> list[Event]:
     for project, deleted in tasks_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [t for t in deleted if t not in created_tasks and t not in batched]
+        # ascending, whatever order the statements deleted them in (Label Studio: heap order)
+        ids = sorted(t for t in deleted if t not in created_tasks and t not in batched)
         if ids:
             emit(tasks_deleted.first_change[project], Action.TASKS_DELETED, project, ids)
 
     for project, deleted in annotations_deleted.by_project.items():
         if project in deleted_projects:
             continue
-        ids = [a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations]
+        ids = sorted(
+            a for a, task in deleted.items() if task not in deleted_tasks and a not in created_annotations
+        )
         if ids:
             emit(annotations_deleted.first_change[project], Action.ANNOTATIONS_DELETED, project, ids)
 
+    for declared in DECLARED:
+        changed = rows(declared.table, declared.op)
+        born = rows(declared.table, "INSERT").ids() if declared.op != "INSERT" else set()
+        gone = rows(declared.table, "DELETE").ids() if declared.op != "DELETE" else set()
+        for project, found_rows in changed.by_project.items():
+            if project in deleted_projects:
+                continue
+            ids = [r for r in found_rows if r not in born and r not in gone]
+            first = changed.first_change[project]
+            if declared.per_row:
+                for seq, row in enumerate(ids):
+                    emit(first, declared.action, project, [row], seq)
+            elif ids:
+                emit(first, declared.action, project, ids)
+
     found.sort(key=lambda item: (item[0], item[1]))
-    return [event for _, _, event in found]
+    return [event for _, _, event in found], sync_parts

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -65,6 +66,21 @@ ANNOTATION_FIELDS = _fields(
 )  # fmt: skip
 
 
+LABEL_LINK_FIELDS = _fields("id", "from_name", "project>", "label>")
+
+# `links` and `projects` (its label links and the projects they are in) are computed by SQL
+LABEL_FIELDS = _fields(
+    "id", "links", "created_at", "updated_at", "value", "title", "description", "approved",
+    "created_by>", "approved_by>", "organization>", "projects",
+)  # fmt: skip
+
+# Label Studio never sends predictions: the columns in their order, foreign keys without _id
+PREDICTION_FIELDS = _fields(
+    "id", "result", "score", "model_version", "created_at", "updated_at", "task>", "cluster",
+    "neighbors", "mislabeling", "project>", "model_run>", "model>",
+)  # fmt: skip
+
+
 def _object(fields: tuple[tuple[str, str], ...], row: Row) -> Body:
     return {key: row.get(column) for key, column in fields}
 
@@ -91,6 +107,23 @@ class Snapshot:
     projects: Mapping[int, Row] = field(default_factory=dict)
     tasks: Mapping[int, Row] = field(default_factory=dict)
     annotations: Mapping[int, Row] = field(default_factory=dict)
+    label_links: Mapping[int, Row] = field(default_factory=dict)
+    labels: Mapping[int, Row] = field(default_factory=dict)
+    predictions: Mapping[int, Row] = field(default_factory=dict)
+
+    def label_link(self, link_id: int) -> tuple[Body, Body | None]:
+        """The label link and its label (None when the link is gone)."""
+        row = self.label_links.get(link_id)
+        if row is None:
+            return {"id": link_id}, None
+        label = self.labels.get(row["label_id"])
+        return _object(LABEL_LINK_FIELDS, row), (
+            _object(LABEL_FIELDS, label) if label is not None else {"id": row["label_id"]}
+        )
+
+    def prediction(self, prediction_id: int) -> Body:
+        row = self.predictions.get(prediction_id)
+        return _object(PREDICTION_FIELDS, row) if row is not None else {"id": prediction_id}
 
     def project(self, project_id: int | None) -> Body | None:
         if project_id is None:
@@ -119,6 +152,8 @@ class Needs:
     projects: frozenset[int] = frozenset()
     tasks: frozenset[int] = frozenset()
     annotations: frozenset[int] = frozenset()
+    label_links: frozenset[int] = frozenset()
+    predictions: frozenset[int] = frozenset()
 
 
 def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
@@ -126,11 +161,15 @@ def needs(action: str, project_id: int | None, row_ids: Sequence[int]) -> Needs:
     projects = frozenset() if project_id is None else frozenset({project_id})
     if action in (Action.PROJECT_CREATED, Action.PROJECT_UPDATED):
         return Needs(projects=frozenset(row_ids))
-    if action == Action.TASKS_CREATED:
+    if action in (Action.TASKS_CREATED, Action.TASK_LABELED):
         return Needs(projects=projects, tasks=frozenset(row_ids))
+    if action in (Action.LABEL_LINK_CREATED, Action.LABEL_LINK_UPDATED):
+        return Needs(projects=projects, label_links=frozenset(row_ids))
+    if action == Action.PREDICTIONS_CREATED:
+        return Needs(projects=projects, predictions=frozenset(row_ids))
     if action in (Action.ANNOTATION_CREATED, Action.ANNOTATIONS_CREATED, Action.ANNOTATION_UPDATED):
         return Needs(projects=projects, annotations=frozenset(row_ids))
-    if action in (Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED):
+    if action in (Action.TASKS_DELETED, Action.ANNOTATIONS_DELETED, Action.LABEL_LINK_DELETED):
         return Needs(projects=projects)
     if action == PING:
         return Needs()
@@ -183,8 +222,19 @@ def build_body(action: str, project_id: int | None, row_ids: Sequence[int], rows
         body["project"] = rows.project(row_ids[0])
     elif action == Action.PROJECT_DELETED:
         body["project"] = {"id": row_ids[0]}
-    elif action == Action.TASKS_CREATED:
+    elif action in (Action.TASKS_CREATED, Action.TASK_LABELED):
         body["tasks"] = [rows.task(task_id) for task_id in row_ids]
+        body["project"] = rows.project(project_id)
+    elif action in (Action.LABEL_LINK_CREATED, Action.LABEL_LINK_UPDATED):
+        link, label = rows.label_link(row_ids[0])
+        body["label_link"] = link
+        body["project"] = rows.project(project_id)
+        body["label"] = label
+    elif action == Action.LABEL_LINK_DELETED:
+        body["label_link"] = {"id": row_ids[0]}
+        body["project"] = rows.project(project_id)
+    elif action == Action.PREDICTIONS_CREATED:
+        body["predictions"] = [rows.prediction(prediction_id) for prediction_id in row_ids]
         body["project"] = rows.project(project_id)
     elif action == Action.TASKS_DELETED:
         body["tasks"] = [{"id": task_id} for task_id in row_ids]
@@ -232,6 +282,51 @@ def emitted_estimate(payload_bytes: int, project_bytes: int | None, has_project:
     """The estimated size of an emitted event's body, as ``estimate`` errs: on the large side."""
     project = chunks.PROJECT_OVERHEAD + (project_bytes or 0) if has_project else 0
     return chunks.ENVELOPE_OVERHEAD + payload_bytes + project
+
+
+# Delete events, with the rows the trigger recorded for webhooks whose delete_payload is 'rows':
+# the key and how a row is serialised.
+DELETED_ROWS = {
+    Action.PROJECT_DELETED: ("project", PROJECT_FIELDS),
+    Action.TASKS_DELETED: ("tasks", TASK_FIELDS),
+    Action.ANNOTATIONS_DELETED: ("annotations", ANNOTATION_FIELDS),
+    Action.LABEL_LINK_DELETED: ("label_link", LABEL_LINK_FIELDS),
+}
+
+# Timestamp columns of the rows above: the trigger's to_jsonb wrote them in the writer's time zone
+TIMESTAMPS = frozenset({
+    "created_at", "updated_at", "draft_created_at", "last_comment_updated_at", "pinned_at",
+    "deleted_at", "purge_at",
+})  # fmt: skip
+
+
+def _deleted_object(fields: tuple[tuple[str, str], ...], row: Row) -> Body:
+    obj = _object(fields, row)
+    for key, column in fields:
+        value = row.get(column)
+        if column in TIMESTAMPS and isinstance(value, str):
+            obj[key] = datetime.fromisoformat(value).astimezone(UTC)
+    return obj
+
+
+def deleted_body(
+    action: str, project_id: int | None, row_ids: Sequence[int], deleted: Mapping[int, Row], rows: Snapshot
+) -> Body:
+    """A delete event with the deleted rows as they were (``deleted``, by id, from the trigger),
+    each serialised as Label Studio serialises a live one; a row the trigger did not record is
+    ``{"id": N}``. Otherwise ``build_body``'s shape: the same keys in the same order."""
+    key, fields = DELETED_ROWS[Action(action)]
+    objects = [
+        _deleted_object(fields, deleted[row_id]) if row_id in deleted else {"id": row_id}
+        for row_id in row_ids
+    ]
+    body: Body = {"action": action}
+    if action == Action.PROJECT_DELETED:
+        body["project"] = objects[0]
+        return body
+    body[key] = objects[0] if action == Action.LABEL_LINK_DELETED else objects
+    body["project"] = rows.project(project_id)
+    return body
 
 
 def encode(body: Body) -> bytes:

@@ -5,7 +5,7 @@ deliveries". The decisions are the pure modules' (events, routing, chunks, paylo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -23,6 +23,12 @@ from relay.routing import Routed, Webhook, plan, too_large_reason
 # How long a Data Manager delete may pause between its transactions before what was deleted so far
 # is sent anyway (Label Studio died half-way).
 DETACH_WAIT = timedelta(seconds=60)
+
+# How long a storage sync may go without a new task, and how long it may last in all, before the
+# tasks synced so far are sent without waiting for its end (Label Studio died, or the sync is
+# endless): the upper bound on how long a synced task is held.
+SYNC_WAIT = timedelta(seconds=60)
+SYNC_MAX = timedelta(minutes=10)
 
 
 # 'route' in ASCII: only one relay groups changes at a time.
@@ -78,7 +84,10 @@ async def route_changes(
     """
     # one round trip for the lock, the changes and the webhooks; the writes go with what follows
     await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
-    taken = await conn.execute(query("take_changes"), {"limit": limit, "detach_wait": DETACH_WAIT})
+    taken = await conn.execute(
+        query("take_changes"),
+        {"limit": limit, "detach_wait": DETACH_WAIT, "sync_wait": SYNC_WAIT, "sync_max": SYNC_MAX},
+    )
     subscribed = await conn.execute(query("routable_webhooks"))
     rows = await taken.fetchall()
     webhooks = [_webhook(row) for row in await subscribed.fetchall()]
@@ -99,7 +108,7 @@ async def route_changes(
     built: list[tuple[int, build.Pending]] = []  # (position, chunk to build now)
     budget = IMMEDIATE_BUILD_BYTES
     for position, r in enumerate(routed, start=1):
-        if not r.needs_payload or len(r.event.row_ids) > build_rows:
+        if not r.needs_payload or r.deleted_rows or len(r.event.row_ids) > build_rows:
             continue
         size = sum(c.bytes for c in r.chunks)
         if size > budget or any(chunks.too_large(c, max_bytes) for c in r.chunks):
@@ -111,6 +120,7 @@ async def route_changes(
             built.append(
                 (position, build.Pending(0, index, r.event.action, r.event.project_id, ids, chunk.bytes))
             )
+    routed, deleted_bodies = await _deleted_bodies(conn, routed, _deleted(rows), max_bytes)
     bodies: list[bytes] = []
     if built:
         items = [item for _, item in built]
@@ -125,9 +135,9 @@ async def route_changes(
             {
                 "events": orjson.dumps([_event_input(r, max_bytes) for r in routed]).decode(),
                 "settle": settle,
-                "body_ords": [position for position, _ in built],
-                "body_chunks": [item.chunk for _, item in built],
-                "bodies": bodies,
+                "body_ords": [position for position, _ in built] + [p for p, _ in deleted_bodies],
+                "body_chunks": [item.chunk for _, item in built] + [0 for _ in deleted_bodies],
+                "bodies": bodies + [body for _, body in deleted_bodies],
             },
         )
         event_ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
@@ -139,6 +149,58 @@ async def route_changes(
     routed += await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
     await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
+
+
+# The table whose rows a delete event lists, for webhooks that want the deleted rows
+DELETED_TABLE = {
+    Action.PROJECT_DELETED: "project",
+    Action.TASKS_DELETED: "task",
+    Action.ANNOTATIONS_DELETED: "task_completion",
+    Action.LABEL_LINK_DELETED: "labels_manager_labellink",
+}
+
+
+def _deleted(rows: Sequence[DictRow]) -> dict[str, dict[int, dict[str, Any]]]:
+    """The rows the delete triggers recorded (brought only while some webhook wants them), by
+    table and id."""
+    found: dict[str, dict[int, dict[str, Any]]] = {}
+    for row in rows:
+        if row["op"] == "DELETE" and row["old_rows"]:
+            table = found.setdefault(row["table_name"], {})
+            table.update((old["id"], old) for old in row["old_rows"])
+    return found
+
+
+async def _deleted_bodies(
+    conn: Conn, routed: list[Routed], deleted: dict[str, dict[int, dict[str, Any]]], max_bytes: int
+) -> tuple[list[Routed], list[tuple[int, bytes]]]:
+    """The bodies of delete events that list the deleted rows, built now: the rows exist only in
+    the changes, which are forgotten at the end of routing. Returns the events (a body over
+    ``max_bytes`` makes its chunk too large, never sent) and the bodies by event position."""
+    wanted = [(p, r) for p, r in enumerate(routed, start=1) if r.deleted_rows and r.needs_payload]
+    if not wanted:
+        return routed, []
+    snapshot = await build.fetch_snapshot(
+        conn,
+        [
+            payloads.Needs(
+                projects=frozenset({r.event.project_id} if r.event.project_id is not None else set())
+            )
+            for _, r in wanted
+        ],
+    )
+    resized, bodies = list(routed), []
+    for position, r in wanted:
+        event = r.event
+        rows = deleted.get(DELETED_TABLE[Action(event.action)], {})
+        body = payloads.encode(
+            payloads.deleted_body(event.action, event.project_id, event.row_ids, rows, snapshot)
+        )
+        chunk = replace(r.chunks[0], bytes=len(body))
+        resized[position - 1] = replace(r, chunks=(chunk,))
+        if not chunks.too_large(chunk, max_bytes):
+            bodies.append((position, body))
+    return resized, bodies
 
 
 def _sizes(rows: Sequence[DictRow]) -> payloads.Sizes:
@@ -193,6 +255,9 @@ def _change(row: DictRow) -> Change:
         task_ids=tuple(task_ids),
         detach_xid=int(row["detach_xid"]) if row["detach_xid"] is not None else None,
         held=row["held"],
+        captured_at=row["captured_at"],
+        storage=row["storage"],
+        sync_end=row["sync_end"],
     )
 
 
@@ -205,6 +270,10 @@ def _webhook(row: DictRow) -> Webhook:
         send_for_all_actions=row["send_for_all_actions"],
         actions=frozenset(row["actions"]),
         send_payload=row["send_payload"],
+        created_at=row["created_at"],
+        paused_from=row["paused_from"],
+        paused_until=row["paused_until"],
+        delete_payload=row["delete_payload"],
     )
 
 

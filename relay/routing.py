@@ -2,18 +2,21 @@
 
 Same organization; a project-level webhook gets only its project's events and never the
 organization-only actions; an organization-level webhook gets every event of the organization;
-the webhook is active; and it takes all actions or lists this one.
+the webhook is active; it takes all actions or lists this one (opt-in actions only when listed);
+and it was subscribed when the event's transaction committed (docs/decisions.md, "Matching").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from relay import chunks
-from relay.actions import CHUNKED, ORGANIZATION_ONLY
+from relay.actions import CHUNKED, OPT_IN, ORGANIZATION_ONLY
 from relay.chunks import Chunk
 from relay.events import Event
+from relay.payloads import DELETED_ROWS
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,26 @@ class Webhook:
     send_for_all_actions: bool
     actions: frozenset[str]
     send_payload: bool
+    # since when it exists (None: always, as in tests of the other rules)
+    created_at: datetime | None = None
+    # its last pause, if it was made active again since: [paused_from, paused_until)
+    paused_from: datetime | None = None
+    paused_until: datetime | None = None
+    # what its delete events list: "ids" (Label Studio's {"id": N}) or "rows" (the deleted rows)
+    delete_payload: str = "ids"
+
+
+def subscribed(webhook: Webhook, event: Event) -> bool:
+    """Whether the webhook existed, active, when the event's changes were captured: a change
+    captured before it was created, or during its last pause, is a backlog it must not receive."""
+    captured = event.captured_at
+    if captured is None:
+        return True
+    if webhook.created_at is not None and captured < webhook.created_at:
+        return False
+    if webhook.paused_from is not None and webhook.paused_until is not None:
+        return not webhook.paused_from <= captured < webhook.paused_until
+    return True
 
 
 def matches(webhook: Webhook, event: Event) -> bool:
@@ -37,6 +60,10 @@ def matches(webhook: Webhook, event: Event) -> bool:
         webhook.project_id != event.project_id or event.action in ORGANIZATION_ONLY
     ):
         return False
+    if not subscribed(webhook, event):
+        return False
+    if event.action in OPT_IN:
+        return event.action in webhook.actions
     return webhook.send_for_all_actions or event.action in webhook.actions
 
 
@@ -54,6 +81,8 @@ class Routed:
     # the most rows one POST holds: WEBHOOK_BATCH_SIZE for chunked actions, else all of them
     chunk_size: int
     chunks: tuple[Chunk, ...]
+    # a delete event for the webhooks whose delete_payload is 'rows': its body lists the rows
+    deleted_rows: bool = False
 
     @property
     def needs_payload(self) -> bool:
@@ -88,7 +117,14 @@ def plan(events: Iterable[Event], webhooks: Iterable[Webhook], batch_size: int) 
         rows = len(event.row_ids)
         chunk_size = batch_size if event.action in CHUNKED else max(1, rows)
         split = tuple(chunks.by_rows(rows, chunk_size))
-        routed.append(Routed(event, tuple(route(event, candidates)), chunk_size, split))
+        matched = route(event, candidates)
+        with_rows = [w for w in matched if event.action in DELETED_ROWS and w.delete_payload == "rows"]
+        ids_only = [w for w in matched if w not in with_rows]
+        # one stored body per event: webhooks that want the deleted rows get an event of their own
+        if ids_only or not with_rows:
+            routed.append(Routed(event, tuple(ids_only), chunk_size, split))
+        if with_rows:
+            routed.append(Routed(event, tuple(with_rows), chunk_size, split, deleted_rows=True))
     return routed
 
 

@@ -180,3 +180,168 @@ create trigger outbox_update after update on public.task_completion
 create trigger outbox_delete after delete on public.task_completion
     referencing old table as old_rows
     for each statement execute function outbox.capture_annotation();
+
+-- ---------------------------------------------------------------------------------------------
+-- Declared tables: one trigger declaration per captured table and operation, no function of its
+-- own. capture_rows() records a statement's rows as capture_project() and the others do, read
+-- through dynamic SQL from its arguments:
+--   TG_ARGV[0]  the project of a row `r`, as an SQL expression over it
+--   TG_ARGV[1]  the opt-in action the changes exist for ('' = always captured): while no active
+--               webhook lists it, nothing is written (a webhook created later could not receive
+--               those changes anyway, docs/decisions.md "Matching")
+--   TG_ARGV[2…] columns whose changes mean nothing (UPDATE)
+-- The events they make are declared in relay/events.py (DECLARED), their payloads in
+-- relay/payloads.py. Dynamic SQL is planned on every call: meant for tables Label Studio writes
+-- rarely (label links, predictions), never for task or task_completion.
+create or replace function outbox.capture_rows() returns trigger
+language plpgsql as $$
+declare
+    written bigint;
+begin
+    if tg_argv[1] <> '' and not exists (
+        select from outbox.webhook w where w.is_active and tg_argv[1] = any (w.actions)
+    ) then
+        return null;
+    end if;
+    if tg_op = 'INSERT' then
+        execute format($sql$
+            insert into outbox.change (table_name, op, project_id, row_ids)
+            select %L, 'INSERT', x.project_id, array_agg(x.id order by x.id)
+            from (select r.id, %s as project_id from new_rows r) x
+            where x.project_id is not null
+            group by x.project_id $sql$, tg_table_name, tg_argv[0]);
+    elsif tg_op = 'UPDATE' then
+        execute format($sql$
+            insert into outbox.change (table_name, op, project_id, row_ids)
+            select %L, 'UPDATE', x.project_id, array_agg(x.id order by x.id)
+            from (select r.id, %s as project_id
+                  from new_rows r join old_rows o on o.id = r.id
+                  where to_jsonb(r) - $1 is distinct from to_jsonb(o) - $1) x
+            where x.project_id is not null
+            group by x.project_id $sql$, tg_table_name, tg_argv[0])
+        using tg_argv[2:];
+    else
+        execute format($sql$
+            insert into outbox.change (table_name, op, project_id, organization_id, row_ids, old_rows)
+            select %L, 'DELETE', x.project_id, p.organization_id, array_agg(x.id order by x.id),
+                   jsonb_agg(x.row order by x.id)
+            from (select r.id, to_jsonb(r) as row, %s as project_id from old_rows r) x
+            left join public.project p on p.id = x.project_id
+            where x.project_id is not null
+            group by x.project_id, p.organization_id $sql$, tg_table_name, tg_argv[0]);
+    end if;
+    get diagnostics written = row_count;
+    if written > 0 then
+        perform outbox.wake();
+    end if;
+    return null;
+end
+$$;
+
+-- The row-level counterpart, for derived events on hot tables: the trigger's `UPDATE OF … WHEN`
+-- clause decides, so an update that is no such event calls no function at all (PostgreSQL refuses
+-- transition tables on `UPDATE OF` triggers). The table has a `project_id` column (read as such:
+-- to_jsonb of a whole task would cost as much as its data). TG_ARGV[0]: the opt-in action, as
+-- TG_ARGV[1] of capture_rows.
+create or replace function outbox.capture_row() returns trigger
+language plpgsql as $$
+begin
+    if tg_argv[0] <> '' and not exists (
+        select from outbox.webhook w where w.is_active and tg_argv[0] = any (w.actions)
+    ) then
+        return null;
+    end if;
+    insert into outbox.change (table_name, op, project_id, row_ids)
+    values (tg_table_name, tg_op, new.project_id, array[new.id]);
+    perform outbox.wake();
+    return null;
+end
+$$;
+
+-- labels_manager_labellink: LABEL_LINK_CREATED / _UPDATED / _DELETED.
+create trigger outbox_insert after insert on public.labels_manager_labellink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_rows('r.project_id', '');
+create trigger outbox_update after update on public.labels_manager_labellink
+    referencing new table as new_rows old table as old_rows
+    for each statement execute function outbox.capture_rows('r.project_id', '');
+create trigger outbox_delete after delete on public.labels_manager_labellink
+    referencing old table as old_rows
+    for each statement execute function outbox.capture_rows('r.project_id', '');
+
+-- prediction: PREDICTIONS_CREATED (opt-in).
+create trigger outbox_insert after insert on public.prediction
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_rows(
+        'coalesce(r.project_id, (select t.project_id from public.task t where t.id = r.task_id))',
+        'PREDICTIONS_CREATED');
+
+-- task: TASK_LABELED (opt-in). Label Studio's counter updates touch is_labeled often; only the
+-- ones that turn it true call the function.
+create trigger outbox_labeled after update of is_labeled on public.task
+    for each row when (new.is_labeled and not old.is_labeled and new.project_id is not null)
+    execute function outbox.capture_row('TASK_LABELED');
+
+-- Import storages. Label Studio creates each synced task in a transaction of its own, with a row
+-- in the storage's link table, and sends one TASKS_CREATED per sync once it ends; the end is the
+-- storage row's update of last_sync (or its status leaving in_progress). Both are recorded with
+-- the storage ('<storage table>:<id>'), so the router holds a sync's tasks until its end.
+-- TG_ARGV[0]: the storage table.
+create or replace function outbox.capture_storage_link() returns trigger
+language plpgsql as $$
+begin
+    insert into outbox.change (table_name, op, row_ids, storage)
+    select tg_table_name, 'INSERT', array_agg(n.task_id), tg_argv[0] || ':' || n.storage_id
+    from new_rows n
+    group by n.storage_id;
+    return null;
+end
+$$;
+
+-- TG_ARGV[0]: the storage's key column (its mixin's id, `id` for S3).
+create or replace function outbox.capture_storage_synced() returns trigger
+language plpgsql as $$
+begin
+    insert into outbox.change (table_name, op, project_id, row_ids, storage)
+    values (tg_table_name, 'UPDATE', new.project_id, '{}',
+            tg_table_name || ':' || (to_jsonb(new) ->> tg_argv[0]));
+    perform outbox.wake();
+    return null;
+end
+$$;
+
+create trigger outbox_insert after insert on public.io_storages_localfilesimportstoragelink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_storage_link('io_storages_localfilesimportstorage');
+create trigger outbox_synced after update of last_sync, status on public.io_storages_localfilesimportstorage
+    for each row when (new.last_sync is distinct from old.last_sync
+                       or (old.status = 'in_progress' and new.status <> 'in_progress'))
+    execute function outbox.capture_storage_synced('localfilesmixin_ptr_id');
+create trigger outbox_insert after insert on public.io_storages_s3importstoragelink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_storage_link('io_storages_s3importstorage');
+create trigger outbox_synced after update of last_sync, status on public.io_storages_s3importstorage
+    for each row when (new.last_sync is distinct from old.last_sync
+                       or (old.status = 'in_progress' and new.status <> 'in_progress'))
+    execute function outbox.capture_storage_synced('id');
+create trigger outbox_insert after insert on public.io_storages_gcsimportstoragelink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_storage_link('io_storages_gcsimportstorage');
+create trigger outbox_synced after update of last_sync, status on public.io_storages_gcsimportstorage
+    for each row when (new.last_sync is distinct from old.last_sync
+                       or (old.status = 'in_progress' and new.status <> 'in_progress'))
+    execute function outbox.capture_storage_synced('gcsstoragemixin_ptr_id');
+create trigger outbox_insert after insert on public.io_storages_azureblobimportstoragelink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_storage_link('io_storages_azureblobimportstorage');
+create trigger outbox_synced after update of last_sync, status on public.io_storages_azureblobimportstorage
+    for each row when (new.last_sync is distinct from old.last_sync
+                       or (old.status = 'in_progress' and new.status <> 'in_progress'))
+    execute function outbox.capture_storage_synced('azureblobstoragemixin_ptr_id');
+create trigger outbox_insert after insert on public.io_storages_redisimportstoragelink
+    referencing new table as new_rows
+    for each statement execute function outbox.capture_storage_link('io_storages_redisimportstorage');
+create trigger outbox_synced after update of last_sync, status on public.io_storages_redisimportstorage
+    for each row when (new.last_sync is distinct from old.last_sync
+                       or (old.status = 'in_progress' and new.status <> 'in_progress'))
+    execute function outbox.capture_storage_synced('redisstoragemixin_ptr_id');

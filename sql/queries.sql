@@ -111,9 +111,33 @@ select set_config('outbox.routing', pg_try_advisory_xact_lock(%(lock)s)::text, t
 -- allowance per object): the text of the large columns, and a task's comment authors (its body
 -- lists their ids). task_bytes: the tasks of the change (a task change's rows, an annotation
 -- change's tasks); own_bytes: an annotation's or a project's own; project_bytes: its project.
-with head as (
+-- Storage syncs: Label Studio creates each synced task in a transaction of its own, with a link
+-- row (captured with its `storage`), and updates the storage row when the sync ends (the marker:
+-- a change of that storage with op UPDATE). A sync's transactions are left out until its marker
+-- comes, unless it made no progress for %(sync_wait)s or began %(sync_max)s ago (a crashed or
+-- endless sync); then all of them come at once and `sync_end` (the marker's id, null on a time-out)
+-- tells the router which tasks make one TASKS_CREATED.
+with links as (
+    select c.id, c.xid, c.storage, c.captured_at,
+           (select min(m.id) from outbox.change m
+             where m.storage = c.storage and m.op = 'UPDATE' and m.id > c.id) as sync_end
+    from outbox.change c
+    where c.storage is not null and c.op = 'INSERT'
+      and current_setting('outbox.routing', true) = 'true'
+),
+open_syncs as (
+    select storage from links
+    where sync_end is null
+    group by storage
+    having max(captured_at) > now() - %(sync_wait)s and min(captured_at) > now() - %(sync_max)s
+),
+held_syncs as (
+    select distinct xid from links where sync_end is null and storage in (select storage from open_syncs)
+),
+head as (
     select xid, detach_xid from outbox.change
     where current_setting('outbox.routing', true) = 'true'
+      and xid <> all (array(select xid from held_syncs))
     order by id limit %(limit)s
 ),
 open_batches as (
@@ -124,7 +148,9 @@ open_batches as (
           > now() - %(detach_wait)s
 ),
 sizing as (
-    select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted
+    select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted,
+           exists (select 1 from outbox.webhook w
+                    where w.is_active and w.send_payload and w.delete_payload = 'rows') as wanted_rows
 )
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
        coalesce(c.organization_id, p.organization_id,
@@ -134,7 +160,10 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
                   order by d.id limit 1),
                 (select w.organization_id from outbox.webhook w
                   where w.project_id = c.project_id order by w.id limit 1)) as organization_id,
-       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid,
+       c.row_ids, c.task_ids, c.detach_xid::text as detach_xid, c.captured_at, c.storage,
+       (select l.sync_end from links l where l.id = c.id) as sync_end,
+       -- the deleted rows, for webhooks that want them in delete events
+       case when (select wanted_rows from sizing) then c.old_rows end as old_rows,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
        sized.task_bytes, sized.own_bytes, sized.project_bytes
 from outbox.change c
@@ -167,13 +196,23 @@ left join lateral (
 ) sized on true
 where c.xid = any (array(select xid from head))
    or c.detach_xid = any (array(select detach_xid from head where detach_xid is not null))
+   -- every transaction of the syncs the head's belong to (none of them is held: see head)
+   or c.xid = any (array(select l.xid from links l
+                         where l.storage in (select h.storage from links h
+                                              where h.xid = any (array(select xid from head)))
+                           and l.xid <> all (array(select xid from held_syncs))))
 order by c.id;
 
 -- name: delete_changes
 delete from outbox.change where id = any(%(ids)b::bigint[]);
 
 -- name: routable_webhooks
-select id, organization_id, project_id, is_active, send_for_all_actions, actions, send_payload
+-- A change captured before the webhook was created, or during its last pause (paused_from until
+-- paused_until), is not sent to it (docs/decisions.md, "Matching").
+select id, organization_id, project_id, is_active, send_for_all_actions, actions, send_payload,
+       created_at, case when activated_at is not null then coalesce(paused_at, created_at) end
+           as paused_from,
+       activated_at as paused_until, delete_payload
 from outbox.webhook
 where is_active;
 
@@ -312,6 +351,23 @@ where t.id = any(%(ids)s)
 
 -- name: fetch_annotations
 select a.* from public.task_completion a where a.id = any(%(ids)s);
+
+-- name: fetch_label_links
+select k.* from public.labels_manager_labellink k where k.id = any(%(ids)s);
+
+-- name: fetch_labels
+-- The labels of the label links asked for, with the ids of all their links and of the projects
+-- those are in (Label Studio's label object lists both).
+select l.*,
+       array(select k.id from public.labels_manager_labellink k where k.label_id = l.id order by k.id)
+           as links,
+       array(select distinct k.project_id from public.labels_manager_labellink k
+              where k.label_id = l.id order by k.project_id) as projects
+from public.labels_manager_label l
+where l.id in (select k.label_id from public.labels_manager_labellink k where k.id = any(%(link_ids)s));
+
+-- name: fetch_predictions
+select r.* from public.prediction r where r.id = any(%(ids)s);
 
 -- name: store_payloads
 -- A payload built before its settle delay was over (its rows settled) makes its deliveries due now.

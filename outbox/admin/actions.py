@@ -18,7 +18,7 @@ from outbox import tables as t
 from outbox.admin.errors import Conflict, Invalid, NotFound
 from outbox.admin.models import ActionInfo
 from outbox.admin.webhooks import transaction
-from relay.actions import CATALOG
+from relay.actions import CATALOG, OPT_IN
 
 # as the registry's check (outbox.check_action): Label Studio's style of names
 NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
@@ -44,6 +44,8 @@ class RegisteredAction(BaseModel):
     payload_key: str
     organization_only: bool
     built_in: bool
+    # outbox's own (TASK_LABELED, PREDICTIONS_CREATED): sent only to webhooks that list them
+    opt_in: bool = False
 
 
 # Label Studio 1.23.2's actions, in its order: what 0005 seeds the table with.
@@ -55,6 +57,7 @@ SEED = tuple(
         payload_key=info.key,
         organization_only=info.organization_only,
         built_in=True,
+        opt_in=action in OPT_IN,
     )
     for action, info in CATALOG.items()
 )
@@ -77,7 +80,8 @@ def info(
             }
         )
         for action in registry
-        if wanted is None or action.organization_only == wanted
+        # Label Studio's list, as its clients expect it (the opt-in actions: docs/events.md)
+        if not action.opt_in and (wanted is None or action.organization_only == wanted)
     }
 
 
@@ -89,7 +93,13 @@ async def registry(conn: AsyncConnection) -> tuple[RegisteredAction, ...]:
     rows = (
         await conn.execute(
             select(
-                a.c.name, a.c.title, a.c.description, a.c.payload_key, a.c.organization_only, a.c.built_in
+                a.c.name,
+                a.c.title,
+                a.c.description,
+                a.c.payload_key,
+                a.c.organization_only,
+                a.c.built_in,
+                a.c.opt_in,
             ).order_by(a.c.seq)
         )
     ).all()

@@ -112,6 +112,11 @@ class _WebhookInput(BaseModel):
         json_schema_extra={"pattern": SECRET_PATTERN},
     )
     ordered: StrictBool = Field(False, description="Deliver a project's events one at a time, in order.")
+    delete_payload: Literal["ids", "rows"] = Field(
+        "ids",
+        description='What delete events list: `ids` ({"id": N}, as Label Studio) or `rows` (the '
+        "deleted rows as they were).",
+    )
     max_concurrency: Concurrency = Field(8, description="Requests in flight at most.")
     rate_limit: PerSecond | None = Field(None, description="Requests per second at most; null = unlimited.")
     timeout: Timeout | None = Field(None, description="Seconds per request; null = WEBHOOK_TIMEOUT.")
@@ -247,6 +252,7 @@ class Webhook(BaseModel):
         description="While set and in the future, the replaced secret still signs too."
     )
     ordered: bool
+    delete_payload: str
     max_concurrency: int
     rate_limit: float | None
     timeout: float | None

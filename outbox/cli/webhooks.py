@@ -89,6 +89,9 @@ def webhooks_add(
         bool,
         typer.Option("--ordered/--unordered", help="Deliver a project's events one at a time, in order."),
     ] = False,
+    delete_payload: Annotated[
+        str, typer.Option(help='What delete events list: "ids" (as Label Studio) or "rows".')
+    ] = "ids",
     max_concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
     rate_limit: Annotated[float | None, typer.Option(help="Requests per second at most.")] = None,
     timeout: Annotated[
@@ -121,6 +124,7 @@ def webhooks_add(
         "description": description,
         "secret": new_secret,
         "ordered": ordered,
+        "delete_payload": delete_payload,
         "max_concurrency": max_concurrency,
         "rate_limit": rate_limit,
         "timeout": timeout,
@@ -170,6 +174,9 @@ def webhooks_update(
         bool | None,
         typer.Option("--ordered/--unordered", help="Deliver a project's events one at a time, in order."),
     ] = None,
+    delete_payload: Annotated[
+        str | None, typer.Option(help='What delete events list: "ids" or "rows".')
+    ] = None,
     max_concurrency: Annotated[int | None, typer.Option(help="Requests in flight at most.")] = None,
     rate_limit: Annotated[str | None, typer.Option(help='Requests per second, or "none".')] = None,
     timeout: Annotated[str | None, typer.Option(help='Seconds per request, or "default".')] = None,
@@ -201,6 +208,7 @@ def webhooks_update(
         ("is_active", active),
         ("description", description),
         ("ordered", ordered),
+        ("delete_payload", delete_payload),
         ("max_concurrency", max_concurrency),
     ):
         if value is not None:

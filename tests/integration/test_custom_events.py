@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from standardwebhooks import Webhook
 
-from relay.actions import CATALOG
+from relay.actions import CATALOG, OPT_IN
 from relay.payloads import PROJECT_FIELDS
 from relay.signing import generate_secret
 from tests.support import lsdb
@@ -41,10 +41,11 @@ def emit(conn: Any, action: str, payload: str, project_id: int | None = 1, organ
 
 def test_the_registry_is_seeded_with_label_studios_actions_as_the_relay_knows_them(conn):
     rows = conn.execute(
-        "select name, title, description, payload_key, organization_only from outbox.action"
+        "select name, title, description, payload_key, organization_only, opt_in from outbox.action"
         " where built_in order by seq"
     ).fetchall()
     assert [r["name"] for r in rows] == [a.value for a in CATALOG]
+    assert {r["name"] for r in rows if r["opt_in"]} == {a.value for a in OPT_IN}
     for row in rows:
         info = CATALOG[row["name"]]  # type: ignore[index]
         assert (row["title"], row["description"], row["payload_key"], row["organization_only"]) == (

@@ -26,6 +26,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from outbox import db, migrations
+from tests.integration.test_migrations import CAPTURE_TRIGGERS
 from tests.support.waiting import wait_until
 
 # A Label Studio write may wait for outbox's lock request at most LOCK_TIMEOUT (0.5 s), twice when
@@ -169,7 +170,7 @@ def test_migrate_waits_beside_an_import_not_in_front_of_label_studio(
     logged = [r for r in caplog.records if r.name == "outbox.migrate" and r.levelno == logging.WARNING]
     assert any(f"pid {holder_pid}" in r.getMessage() for r in logged)
     with connect(attaching_url) as check:
-        assert attached_triggers(check) == 9
+        assert attached_triggers(check) == CAPTURE_TRIGGERS
         assert check.execute("select count(*) from task").fetchone()["count"] == 1 + WRITES
 
 

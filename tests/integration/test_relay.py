@@ -227,6 +227,8 @@ async def test_a_data_manager_delete_that_stopped_half_way_is_sent_after_a_while
             while not ls.execute("select 1 from outbox.change where detach_xid is not null").fetchone():
                 await anyio.sleep(0.02)
         assert receiver.requests == []
+        # a minute passes (for the webhook too: it existed before the delete)
         ls.execute("update outbox.change set captured_at = captured_at - interval '61 seconds'")
+        ls.execute("update outbox.webhook set created_at = created_at - interval '61 seconds'")
         requests = await receiver.wait_for(1)
     assert requests[0].json["tasks"] == [{"id": 10}]

@@ -15,7 +15,7 @@ def test_the_expected_triggers_are_read_from_capture_sql():
     assert ("public", "task", "outbox_detach") in expected
     # every trigger uninstall.sql drops is one capture.sql creates, and the other way round
     dropped = sql.read("uninstall.sql").count("drop trigger if exists")
-    assert len(expected) == len(set(expected)) == dropped == 9
+    assert len(expected) == len(set(expected)) == dropped == 24
 
 
 def test_a_relay_behind_on_routing_is_not_healthy():
