@@ -326,7 +326,9 @@ def test_active_webhooks_in_sql_match_the_relays_routing(ls, action):
             st.booleans(),
             st.booleans(),
             st.sets(
-                st.sampled_from(["TASKS_CREATED", "MODEL_TRAINED", "PROJECT_CREATED", "ORG_BILLED", "TASK_LABELED"])
+                st.sampled_from(
+                    ["TASKS_CREATED", "MODEL_TRAINED", "PROJECT_CREATED", "ORG_BILLED", "TASK_LABELED"]
+                )
             ),
         ),
         max_size=6,
