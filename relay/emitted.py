@@ -12,7 +12,7 @@ and forgets those no webhook gets.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 from psycopg.rows import DictRow
@@ -41,10 +41,13 @@ async def route(
     xids = [row["xid"] for row in changes if row["table_name"] == MARKER]
     if not xids:
         return []
+    captured = _captured(changes)
     rows = await (await conn.execute(query("take_emitted"), {"xids": xids})).fetchall()
     routed = [
         plan_emitted(
-            Event(int(r["xid"]), r["action"], r["organization_id"], r["project_id"], ()),
+            Event(
+                int(r["xid"]), r["action"], r["organization_id"], r["project_id"], (), captured.get(r["xid"])
+            ),
             r["webhook_id"],
             webhooks,
             payloads.emitted_estimate(r["size"], r["project_bytes"], r["project_id"] is not None),
@@ -66,6 +69,18 @@ async def route(
             },
         )
     return [x for x in routed if x.webhooks]
+
+
+def _captured(changes: Sequence[DictRow]) -> dict[str, datetime]:
+    """When each transaction's last change was captured, by xid: an emitted event is matched as of
+    its transaction's commit like a captured change (docs/decisions.md, "Matching"), so a webhook
+    created, or paused, after it never gets it however late it is routed."""
+    captured: dict[str, datetime] = {}
+    for row in changes:
+        at = row["captured_at"]
+        if at is not None and (row["xid"] not in captured or at > captured[row["xid"]]):
+            captured[row["xid"]] = at
+    return captured
 
 
 def _too_large(routed: Routed, max_bytes: int) -> str | None:

@@ -304,7 +304,9 @@ def test_emit_for_refuses_rows_it_cannot_send(ls):
     assert ls.execute("select count(*) from outbox.change").fetchone()["count"] == 0
 
 
-@pytest.mark.parametrize("action", ["TASKS_CREATED", "PROJECT_CREATED", "MODEL_TRAINED", "ORG_BILLED"])
+@pytest.mark.parametrize(
+    "action", ["TASKS_CREATED", "PROJECT_CREATED", "MODEL_TRAINED", "ORG_BILLED", "TASK_LABELED"]
+)
 def test_active_webhooks_in_sql_match_the_relays_routing(ls, action):
     """outbox.active_webhooks (get_active_webhooks) against relay/routing.py, on random webhooks."""
     from hypothesis import HealthCheck, given, settings
@@ -323,7 +325,11 @@ def test_active_webhooks_in_sql_match_the_relays_routing(ls, action):
             st.sampled_from([(1, None), (1, 1), (1, 2), (2, None), (2, 3)]),
             st.booleans(),
             st.booleans(),
-            st.sets(st.sampled_from(["TASKS_CREATED", "MODEL_TRAINED", "PROJECT_CREATED", "ORG_BILLED"])),
+            st.sets(
+                st.sampled_from(
+                    ["TASKS_CREATED", "MODEL_TRAINED", "PROJECT_CREATED", "ORG_BILLED", "TASK_LABELED"]
+                )
+            ),
         ),
         max_size=6,
     )

@@ -88,3 +88,29 @@ async def test_editing_a_webhook_does_not_move_its_subscription(conn, receiver, 
     async with start_relay():
         requests = await receiver.wait_for(1)
     assert requests[0].json["tasks"][0]["id"] == 1
+
+
+def emit(conn: Any, version: str) -> None:
+    conn.execute("select outbox.emit('MODEL_TRAINED', 1, 1, %s::jsonb)", (f'{{"version": "{version}"}}',))
+
+
+async def test_an_emitted_event_is_matched_as_of_its_commit_too(conn, receiver, start_relay):
+    """outbox.emit is an event like a captured change (docs/events.md, "Common to every event"):
+    one emitted before the webhook existed, or while it was paused, is a backlog it never gets."""
+    lsdb.organization(conn)
+    lsdb.project(conn, 1)
+    conn.execute(
+        "insert into outbox.action (name, title, payload_key) values ('MODEL_TRAINED', 'Model trained', 'model')"
+    )
+    emit(conn, "before the webhook")
+    hook = lsdb.webhook(conn, receiver.url, project_id=1)
+    emit(conn, "owed")
+    conn.execute("update outbox.webhook set is_active = false where id = %s", (hook,))
+    emit(conn, "while paused")
+    conn.execute("update outbox.webhook set is_active = true where id = %s", (hook,))
+    emit(conn, "last")
+    async with start_relay():
+        requests = await receiver.wait_until(
+            lambda rs: any(r.json["model"]["version"] == "last" for r in rs), what="the last event"
+        )
+    assert [r.json["model"]["version"] for r in requests] == ["owed", "last"]
