@@ -23,3 +23,8 @@ begin
         order by w.id;
 end
 $$;
+
+-- Opt-in is for outbox's own actions, whose routing knows them (relay/actions.py OPT_IN): a custom
+-- action marked opt_in would be hidden from /api/webhooks/info/ yet still go to send_for_all_actions
+-- webhooks. Custom actions are sent as Label Studio sends its own: to every webhook that takes all.
+alter table outbox.action add constraint action_opt_in_built_in check (built_in or not opt_in);

@@ -81,9 +81,7 @@ async def snapshot(engine: AsyncEngine) -> Snapshot:
         events = (await conn.execute(select(e.c.action, func.count()).group_by(e.c.action))).all()
         row = (await conn.execute(queue)).one()
         relays = (
-            await conn.execute(
-                select(func.count()).select_from(t.relay).where(states.relay_alive())
-            )
+            await conn.execute(select(func.count()).select_from(t.relay).where(states.relay_alive()))
         ).scalar_one()
         webhooks = (
             await conn.execute(

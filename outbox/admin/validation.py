@@ -12,7 +12,7 @@ import binascii
 import re
 from collections.abc import Collection, Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from relay import brokers
 from relay.signing import PREFIX as SECRET_PREFIX
@@ -172,3 +172,35 @@ def mask_secret(secret: str | None) -> str | None:
     if secret is None:
         return None
     return SECRET_PREFIX + "****" + secret[-4:]
+
+
+URL_MASK = "***"
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its credentials (a broker's, or HTTP basic auth) as
+    URL_MASK: what every listing of a webhook shows (API, CLI, console)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url
+    if password is None:
+        return url
+    netloc = f"{parts.username or ''}:{URL_MASK}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unmasked_url(given: str, current: str) -> str:
+    """A URL sent back with its password still URL_MASK gets the current URL's password (a client
+    editing what it read), as a masked secret keeps the secret."""
+    try:
+        parts = urlsplit(given)
+        password = parts.password
+        kept = urlsplit(current).password
+    except ValueError:
+        return given  # url_problems says what is wrong with it
+    if password != URL_MASK or kept is None:
+        return given
+    netloc = f"{parts.username or ''}:{kept}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -91,7 +91,7 @@ def to_model(row: Mapping[str, Any]) -> Webhook:
         id=row["id"],
         organization=row["organization_id"],
         project=row["project_id"],
-        url=row["url"],
+        url=validation.masked_url(row["url"]),
         send_payload=row["send_payload"],
         send_for_all_actions=row["send_for_all_actions"],
         headers=row["headers"],
@@ -267,7 +267,7 @@ async def update(
     async with transaction(engine) as conn:
         current = (
             await conn.execute(
-                select(w.c.project_id, w.c.secret).where(w.c.id == webhook_id).with_for_update()
+                select(w.c.project_id, w.c.secret, w.c.url).where(w.c.id == webhook_id).with_for_update()
             )
         ).first()
         if current is None:
@@ -275,6 +275,8 @@ async def update(
         if "actions" in fields:
             await _check_actions(conn, current.project_id, list(data.actions))
         values = column_values(data, fields)
+        if "url" in values:
+            values["url"] = validation.unmasked_url(values["url"], current.url)
         if "secret" in fields:
             if data.secret is not None and validation.is_masked(data.secret):
                 # a client sending back what it read: unchanged if it is the current secret's mask

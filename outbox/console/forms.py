@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import Depends, Request
 
@@ -120,36 +120,11 @@ def _number(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def masked_url(url: str) -> str:
-    """``url`` with the password of its credentials (a broker's, or HTTP basic auth) as MASK."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:{MASK}@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def unmasked_url(given: str, current: str | None) -> str:
-    """The URL sent back from the form: a password still MASK is the current URL's."""
-    try:
-        parts = urlsplit(given)
-        password = parts.password
-    except ValueError:
-        return given  # the admin layer's validation says what is wrong with it
-    if password != MASK or current is None:
-        return given
-    kept = urlsplit(current).password
-    if kept is None:
-        return given
-    netloc = f"{parts.username or ''}:{kept}@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 def values_of(webhook: Webhook) -> dict[str, Any]:
     """The edit form of ``webhook``; header values and the URL's password are shown masked, and
     kept when sent back so."""
     return {
-        "url": masked_url(webhook.url),
+        "url": webhook.url,  # its password masked by the admin layer, kept when sent back so
         "project": "" if webhook.project is None else str(webhook.project),
         "description": webhook.description,
         "send_payload": webhook.send_payload,
@@ -204,18 +179,12 @@ def _headers(text: str, current: Mapping[str, Any], errors: dict[str, list[str]]
     return headers
 
 
-def webhook_input(
-    form: Form,
-    *,
-    creating: bool,
-    current_headers: Mapping[str, Any],
-    current_url: str | None = None,
-) -> dict[str, Any]:
+def webhook_input(form: Form, *, creating: bool, current_headers: Mapping[str, Any]) -> dict[str, Any]:
     """The webhook form as the admin layer's input (validated there); Invalid for what cannot
     even be read (a number that is no number, a header line without a colon)."""
     errors: dict[str, list[str]] = {}
     data: dict[str, Any] = {
-        "url": unmasked_url(form.get("url").strip(), current_url),
+        "url": form.get("url").strip(),
         "description": form.get("description"),
         "send_payload": form.checked("send_payload"),
         "send_for_all_actions": form.get("send_for_all_actions", "all") == "all",

@@ -133,9 +133,7 @@ async def edit(
     webhook = await webhooks.get(engine, webhook_id)
     try:
         data = WebhookUpdate.model_validate(
-            forms.webhook_input(
-                form, creating=False, current_headers=webhook.headers, current_url=webhook.url
-            )
+            forms.webhook_input(form, creating=False, current_headers=webhook.headers)
         )
         await webhooks.update(engine, webhook_id, data, secret_grace=settings.secret_grace)
     except ValidationError as exc:

@@ -356,3 +356,13 @@ def test_active_webhooks_in_sql_match_the_relays_routing(ls, action):
         assert [r["webhook_id"] for r in found] == [w.id for w in route(event, webhooks)]
 
     check()
+
+
+def test_a_custom_action_cannot_be_opt_in(conn):
+    """Opt-in is for outbox's own actions (routing knows them by name): a custom one marked so
+    would be hidden from /api/webhooks/info/ and still sent to send_for_all_actions webhooks."""
+    with pytest.raises(psycopg.errors.CheckViolation, match="action_opt_in_built_in"):
+        conn.execute(
+            "insert into outbox.action (name, title, payload_key, opt_in) values ('MINE', 'Mine', 'mine', true)"
+        )
+    assert conn.execute("select count(*) from outbox.action where name = 'MINE'").fetchone()["count"] == 0

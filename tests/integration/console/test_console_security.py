@@ -445,7 +445,9 @@ def test_the_api_and_the_console_share_one_app(console: ApiServer):
     assert {"/static"} <= paths
 
 
-def test_a_urls_password_is_never_shown_and_kept_when_sent_back_masked(logged_in: Browser, console: ApiServer):
+def test_a_urls_password_is_never_shown_and_kept_when_sent_back_masked(
+    logged_in: Browser, console: ApiServer, conn: psycopg.Connection[Any]
+):
     """A broker's (or HTTP basic auth's) password in a webhook URL: listings show the URL without
     credentials, the edit form shows it masked, and sending the form back keeps the password."""
     password = "brokerPassw0rd-never-shown"
@@ -468,4 +470,6 @@ def test_a_urls_password_is_never_shown_and_kept_when_sent_back_masked(logged_in
     assert answer.status_code == 303, answer.text
     with console.client() as api:
         after = api.get(f"/api/webhooks/{created['id']}/").json()
-    assert after["url"] == f"http://user:{password}@127.0.0.1:9/moved?token=also-secret"
+    assert after["url"] == "http://user:***@127.0.0.1:9/moved?token=also-secret"  # listed masked
+    stored = conn.execute("select url from outbox.webhook where id = %s", (created["id"],)).fetchone()
+    assert stored["url"] == f"http://user:{password}@127.0.0.1:9/moved?token=also-secret"
