@@ -38,7 +38,8 @@ ANNOTATE = (
     f"{harness.ANNOTATION_VALUES}) returning id"
 )
 COUNT_ANNOTATIONS = (
-    "update public.task set total_annotations = total_annotations + 1, is_labeled = true where id = %s"
+    "update public.task set total_annotations = total_annotations + 1, is_labeled = true,"
+    " updated_at = now() where id = %s"
 )
 
 

@@ -275,10 +275,12 @@ select ord, event_id from input;
 -- Payloads due to be built, small ones first: an annotation committed after a 1 GB import is built
 -- in the next cycle, not after the import's bodies (those are built %(large)s bytes a cycle).
 -- Due means the settle delay is over, or the rows settled before it: Label Studio updates a task's
--- counters after the annotation's own transaction, and a payload showing tasks is settled once
--- every such task's counters agree with its annotations (is_labeled as Label Studio's default
--- rule has it: finished annotations >= overlap). Counters that never agree (a project that counts
--- skipped annotations, rows written by hand) only mean waiting the whole delay, as before.
+-- counters after the annotation's own transaction, then its updated_at and updated_by, and a
+-- payload showing tasks is settled once every such task's counters agree with its annotations
+-- (is_labeled as Label Studio's default rule has it: finished annotations >= overlap) and, for an
+-- annotation event, the task was written after the annotation. Rows that never settle so (a
+-- project that counts skipped annotations, rows written by hand) only mean waiting the whole
+-- delay, as before.
 select p.event_id, p.chunk, e.action, e.project_id, p.size_estimate,
        e.row_ids[p.row_start + 1 : p.row_end] as row_ids
 from outbox.payload p
@@ -304,7 +306,18 @@ where p.built_at is null
                                          where a.id = any(e.row_ids[p.row_start + 1 : p.row_end]))
                       end)
                  and (t.total_annotations <> c.total or t.cancelled_annotations <> c.cancelled
-                      or t.is_labeled <> (c.finished >= t.overlap))
+                      or t.is_labeled <> (c.finished >= t.overlap)
+                      -- and, for annotation events, Label Studio's last write of the task: its
+                      -- updated_at and updated_by (Annotation.update_task), after the annotation's
+                      or (e.action <> 'TASKS_CREATED' and exists (
+                              select from public.task_completion a
+                              where a.id = any(e.row_ids[p.row_start + 1 : p.row_end])
+                                and a.task_id = t.id and a.updated_at > t.updated_at))
+                      -- an edit (AnnotationAPI.update) writes the task once more, ~10 ms after:
+                      -- the task must have been quiet for a moment (its updated_at is Label
+                      -- Studio's clock; a clock ahead of the database's only means waiting longer)
+                      or (e.action = 'ANNOTATION_UPDATED'
+                          and t.updated_at > now() - interval '50 milliseconds'))
            )))
 order by coalesce(p.size_estimate, 0) >= %(large)s, p.ready_at, p.event_id, p.chunk
 limit %(limit)s

@@ -9,7 +9,7 @@ def test_register_subscribe_refuse_removal_then_remove(cli, conn):  # noqa: F811
     added = cli("actions", "add", "MODEL_TRAINED", "--title", "Model trained", "--payload-key", "model")
     assert added.stdout.strip() == "action MODEL_TRAINED registered"
     table = cli("actions", "list").stdout
-    assert "MODEL_TRAINED" in table and "custom" in table and "13 actions" in table
+    assert "MODEL_TRAINED" in table and "custom" in table and "15 actions" in table
     listed = json.loads(cli("actions", "list", "--json").stdout)
     assert listed[-1] == {
         "name": "MODEL_TRAINED", "title": "Model trained", "description": "", "payload_key": "model",

@@ -145,6 +145,9 @@ async def test_a_payload_is_built_as_soon_as_its_rows_settle_the_delay_being_onl
         ls.execute("insert into task_completion (task_id, project_id, result) values (60, 1, '[]')")
         ls.execute("update task set total_annotations = 1 where id = 60")
         ls.execute("update task set is_labeled = true where id = 60")
+        # counters alone are not enough: Label Studio writes the task's updated_at and updated_by
+        # last (Annotation.update_task), and its body shows them
+        ls.execute("update task set updated_at = clock_timestamp(), updated_by_id = 1 where id = 60")
         # a task without annotations has nothing to wait for
         ls.execute("insert into task (id, data, project_id) values (61, '{}', 1)")
         requests = await receiver.wait_for(3)
@@ -159,6 +162,7 @@ async def test_a_payload_is_built_as_soon_as_its_rows_settle_the_delay_being_onl
     ]  # fmt: skip
     annotation = next(r.json for r in requests if r.json["action"] == "ANNOTATION_CREATED")
     assert (annotation["task"]["is_labeled"], annotation["task"]["total_annotations"]) == (True, 1)
+    assert annotation["task"]["updated_by"] == 1
 
 
 async def test_rows_gone_before_the_payload_is_built_are_sent_as_ids(ls, receiver, start_relay):
