@@ -13,7 +13,7 @@ def test_register_subscribe_refuse_removal_then_remove(cli, conn):  # noqa: F811
     listed = json.loads(cli("actions", "list", "--json").stdout)
     assert listed[-1] == {
         "name": "MODEL_TRAINED", "title": "Model trained", "description": "", "payload_key": "model",
-        "organization_only": False, "built_in": False,
+        "organization_only": False, "built_in": False, "opt_in": False,
     }  # fmt: skip
     hook = json.loads(cli("webhooks", "add", "https://example.com/h", "-a", "MODEL_TRAINED", "--json").stdout)
     refused = cli("actions", "remove", "MODEL_TRAINED", ok=False)

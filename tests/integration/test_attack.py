@@ -244,12 +244,15 @@ async def test_a_claim_of_more_bodies_than_the_cache_holds_sends_every_one(
 async def test_a_webhook_with_a_huge_rate_limit_stops_no_other_webhook(
     project7, receiver, start_relay, rate_limit
 ):
-    """Issue 9 item 3: the schema lets any positive rate_limit through; the claim turns a webhook's
-    tokens into an integer (and adds elapsed seconds times the rate), so a rate of 3e9 or 1e308
-    made the one claim statement, for every webhook, fail with "out of range" forever (NaN and
-    infinity pass `rate_limit > 0` too)."""
+    """Issue 9 item 3: the claim turns a webhook's tokens into an integer (and adds elapsed seconds
+    times the rate), so a rate of 3e9 or 1e308 made the one claim statement, for every webhook,
+    fail with "out of range" forever (NaN and infinity passed `rate_limit > 0` too). The database
+    now refuses such a rate (0009: 0.01 to 10,000 a second, the API's limits), and the claim
+    still bounds whatever rate it reads, the highest allowed included."""
     conn = project7
-    lsdb.webhook(conn, f"{receiver.url}/huge", project_id=7, rate_limit=rate_limit)
+    with pytest.raises(psycopg.errors.CheckViolation, match="webhook_rate_limit_range"):
+        lsdb.webhook(conn, f"{receiver.url}/refused", project_id=7, rate_limit=rate_limit)
+    lsdb.webhook(conn, f"{receiver.url}/huge", project_id=7, rate_limit=10_000)
     lsdb.webhook(conn, f"{receiver.url}/plain", project_id=7)
     async with start_relay():
         conn.execute("insert into task (data, project_id) values ('{\"n\": 1}', 7)")
