@@ -7,12 +7,17 @@ Label Studio must allow webhooks to 127.0.0.1 (SSRF_PROTECTION_ENABLED=false). T
 outbox on Label Studio's real schema, subscribes the same receivers in Label Studio and in outbox,
 drives a labeling session through Label Studio's REST API, and compares every body. It leaves the
 database as it found it (outbox uninstalled with its data, its own project deleted).
+Further tests take one path each: label links, a local-files storage sync (files under
+OUTBOX_LS_FILES, Label Studio's LOCAL_FILES_DOCUMENT_ROOT, default /tmp/ls-files), label renames.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -27,6 +32,8 @@ from tests.conftest import relay_settings
 LS_URL = os.environ.get("OUTBOX_LS_URL")
 LS_TOKEN = os.environ.get("OUTBOX_LS_TOKEN")
 LS_DATABASE = os.environ.get("OUTBOX_LS_DATABASE_URL")
+# Label Studio's LOCAL_FILES_DOCUMENT_ROOT (with LOCAL_FILES_SERVING_ENABLED=true), for a storage sync
+LS_FILES = os.environ.get("OUTBOX_LS_FILES", "/tmp/ls-files")
 
 pytestmark = [
     pytest.mark.anyio,
@@ -375,3 +382,74 @@ async def test_deleting_a_label_sends_what_label_studio_sends(side_by_side, proj
         for label in labels:
             await s.ls.delete(f"/api/labels/{label}/")
     assert s.problems() == []
+
+
+@pytest.fixture
+def files(project) -> Iterator[Path]:
+    """A folder of 4 JSON tasks under Label Studio's local files root, removed at the end."""
+    folder = Path(LS_FILES) / f"outbox-vs-ls-{project}"
+    folder.mkdir(parents=True)
+    for n in range(4):
+        (folder / f"task{n}.json").write_text(json.dumps({"text": f"synced {n}"}))
+    yield folder
+    shutil.rmtree(folder)
+
+
+async def test_a_storage_sync_as_label_studio_sends_it(side_by_side, project, files):
+    s = side_by_side
+    await s.subscribe_project(project)
+    storage = await s.step(
+        "POST",
+        "/api/storages/localfiles/",
+        {"project": project, "path": str(files), "regex_filter": r".*\.json", "use_blob_urls": False},
+    )
+    # each file is a task created in a transaction of its own; Label Studio sends one event
+    await s.step("POST", f"/api/storages/localfiles/{storage['id']}/sync")
+    assert [b["action"] for b in s.sent("ls", "project")] == ["TASKS_CREATED"]
+    assert len(s.sent("ls", "project")[0]["tasks"]) == 4
+    assert s.problems() == []
+
+
+async def test_a_label_rename_updates_annotations_where_label_studio_is_silent(side_by_side, project):
+    """Documented: POST /api/labels/bulk rewrites annotations; outbox sends ANNOTATION_UPDATED."""
+    s = side_by_side
+    await s.step("POST", f"/api/projects/{project}/import", [{"text": "renamed"}])
+    await s.subscribe_project(project)
+    tasks = (await s.ls.get(f"/api/tasks/?project={project}")).json()
+    task = (tasks["tasks"] if isinstance(tasks, dict) else tasks)[0]["id"]
+    annotation = await s.step("POST", f"/api/tasks/{task}/annotations/", {"result": result("pos")})
+    before = len(s.sent("ls", "project"))
+    renamed = await s.step(
+        "POST", "/api/labels/bulk", {"project": project, "old_label": ["pos"], "new_label": ["positive"]}
+    )
+    assert renamed == {"annotations_updated": 1}
+    await s.receiver.wait_until(
+        lambda _: s.sent("outbox", "project")[-1]["action"] == "ANNOTATION_UPDATED",
+        timeout=15,
+        what="outbox's ANNOTATION_UPDATED for the rename",
+    )
+    # Label Studio sends in the request: it sent nothing for the rename
+    assert len(s.sent("ls", "project")) == before
+    update = s.sent("outbox", "project")[-1]
+    assert update["annotation"]["id"] == annotation["id"]
+    assert update["annotation"]["result"][0]["value"] == {"choices": ["positive"]}
+    # the Data Manager's rename_labels, the same (an annotation.save(update_fields=['result']))
+    await s.step(
+        "POST",
+        f"/api/dm/actions?id=rename_labels&project={project}",
+        {
+            "selectedItems": {"all": True, "excluded": []},
+            "control_tag": "sentiment",
+            "old_label_name": "positive",
+            "new_label_name": "pos",
+        },
+    )
+    await s.receiver.wait_until(
+        lambda _: len(s.sent("outbox", "project")) == before + 2,
+        timeout=15,
+        what="outbox's ANNOTATION_UPDATED for rename_labels",
+    )
+    assert len(s.sent("ls", "project")) == before
+    update = s.sent("outbox", "project")[-1]
+    assert update["action"] == "ANNOTATION_UPDATED"
+    assert update["annotation"]["result"][0]["value"] == {"choices": ["pos"]}
