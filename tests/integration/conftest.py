@@ -356,3 +356,13 @@ async def body_server() -> AsyncIterator[BodyServer]:
     for task in server._connections:
         task.cancel()  # connections still trickling would keep wait_closed() waiting
     await server._server.wait_closed()
+
+
+def expire_the_dead_relays_leases(conn: Any, relay_id: Any) -> None:
+    """What WEBHOOK_TIMEOUT + 30 s after a killed relay's last claim would do: its leases expire,
+    and so does the count of requests in flight it published with them (outbox.relay.busy)."""
+    conn.execute(
+        "update outbox.delivery set lease_until = now() - interval '1 second' where leased_by = %s",
+        (relay_id,),
+    )
+    conn.execute("update outbox.relay set busy_at = now() - interval '1 hour' where id = %s", (relay_id,))

@@ -18,7 +18,7 @@ import pytest
 
 from outbox import db
 from outbox.receiver import Received, Receiver, Reply
-from tests.integration.conftest import make_events, wait_for_sql
+from tests.integration.conftest import expire_the_dead_relays_leases, make_events, wait_for_sql
 from tests.support import lsdb
 
 pytestmark = pytest.mark.anyio
@@ -63,11 +63,9 @@ async def test_sigkill_mid_flight_loses_nothing(conn, database_url, project, spa
         in_flight = conn.execute(
             "select count(*) from outbox.delivery where state = 'pending' and leased_by = %s", (dead_id,)
         ).fetchone()["count"]
-        # Its leases would expire WEBHOOK_TIMEOUT + 30 s after the claim; here that time passes in SQL.
-        conn.execute(
-            "update outbox.delivery set lease_until = now() - interval '1 second' where leased_by = %s",
-            (dead_id,),
-        )
+        # Its leases, and the requests in flight it published with them, would expire
+        # WEBHOOK_TIMEOUT + 30 s after the claim; here that time passes in SQL.
+        expire_the_dead_relays_leases(conn, dead_id)
         restarted = time.perf_counter()
         second = spawn_relay(database_url, OUTBOX_CONCURRENCY="64")
         await wait_for_sql(conn, DELIVERED, until=lambda n: n == total, timeout=60, what="every delivery")
