@@ -151,6 +151,23 @@ sizing as (
     select exists (select 1 from outbox.webhook w where w.is_active and w.send_payload) as wanted,
            exists (select 1 from outbox.webhook w
                     where w.is_active and w.send_payload and w.delete_payload = 'rows') as wanted_rows
+),
+taken as (
+    -- `in (subquery)` is hashed; `= any (array(...))` compared every change with every xid taken
+    select c.* from outbox.change c
+    where c.xid in (select xid from head)
+       or c.detach_xid in (select detach_xid from head where detach_xid is not null)
+       -- every transaction of the syncs the head's belong to (none of them is held: see head)
+       or c.xid in (select l.xid from links l
+                    where l.storage in (select h.storage from links h where h.xid in (select xid from head))
+                      and l.xid <> all (array(select xid from held_syncs)))
+),
+project_sizes as materialized (
+    -- once per project, not once per change (materialized: inlined, the size would be computed
+    -- for every change joined to it): a project's JSON is the costliest size to estimate
+    select r.id, octet_length(to_jsonb(r)::text)::bigint as bytes
+    from public.project r
+    where r.id in (select project_id from taken) and (select wanted from sizing)
 )
 select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
        coalesce(c.organization_id, p.organization_id,
@@ -165,9 +182,10 @@ select c.id, c.xid::text as xid, c.table_name, c.op, c.project_id,
        -- the deleted rows, for webhooks that want them in delete events
        case when (select wanted_rows from sizing) then c.old_rows end as old_rows,
        coalesce(c.detach_xid in (select detach_xid from open_batches), false) as held,
-       sized.task_bytes, sized.own_bytes, sized.project_bytes
-from outbox.change c
+       sized.task_bytes, sized.own_bytes, ps.bytes as project_bytes
+from taken c
 left join public.project p on c.organization_id is null and p.id = c.project_id
+left join project_sizes ps on ps.id = c.project_id
 left join lateral (
     select
         array(select coalesce((select octet_length(t.data::text)::bigint
@@ -189,18 +207,9 @@ left join lateral (
               end, 0)
               from unnest(c.row_ids) with ordinality as u(id, n)
               where c.table_name <> 'task' and c.op <> 'DELETE'
-              order by u.n) as own_bytes,
-        (select octet_length(to_jsonb(r)::text)::bigint from public.project r where r.id = c.project_id)
-            as project_bytes
+              order by u.n) as own_bytes
     where (select wanted from sizing)
 ) sized on true
-where c.xid = any (array(select xid from head))
-   or c.detach_xid = any (array(select detach_xid from head where detach_xid is not null))
-   -- every transaction of the syncs the head's belong to (none of them is held: see head)
-   or c.xid = any (array(select l.xid from links l
-                         where l.storage in (select h.storage from links h
-                                              where h.xid = any (array(select xid from head)))
-                           and l.xid <> all (array(select xid from held_syncs))))
 order by c.id;
 
 -- name: delete_changes
