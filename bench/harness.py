@@ -239,15 +239,17 @@ class Server:
         return env
 
     def cpu_snapshot(self) -> dict[int, float]:
-        """CPU seconds of each PostgreSQL process, when the server runs on this machine (embedded);
-        empty for a given server, whose processes may live elsewhere."""
-        if not self.embedded:
-            return {}
+        """CPU seconds of each PostgreSQL process, when the server runs on this machine (embedded,
+        or a given server whose backend this process can see: its pid is a local postgres process
+        that reports the same data directory); empty for a server elsewhere."""
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            row = conn.execute("select pg_backend_pid()").fetchone()
+            row = conn.execute("select pg_backend_pid(), current_setting('data_directory')").fetchone()
         assert row is not None
         try:
-            postmaster = psutil.Process(row[0]).parent()
+            backend = psutil.Process(row[0])
+            if not self.embedded and not _serves(backend, row[1]):
+                return {}
+            postmaster = backend.parent()
             processes = [postmaster, *postmaster.children()] if postmaster else []
         except psutil.Error:
             return {}
@@ -265,6 +267,21 @@ class Server:
         if not after:
             return None
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _serves(backend: psutil.Process, data_directory: str) -> bool:
+    """Whether a local process is the backend of that server (the same pid on another machine
+    would be anything): a postgres process whose postmaster runs with that data directory."""
+    if "postgres" not in backend.name():
+        return False
+    postmaster = backend.parent()
+    if postmaster is None:
+        return False
+    with contextlib.suppress(psutil.Error):
+        if Path(postmaster.cwd()).resolve() == Path(data_directory).resolve():
+            return True
+    command = postmaster.cmdline()
+    return data_directory in command or any(data_directory in part for part in command)
 
 
 @contextlib.contextmanager

@@ -116,10 +116,14 @@ def run(ctx: Context) -> MeasureResult:
     ceilings: list[dict[str, Any]] = []
     relay = result.figure(f"relay: deliveries/s ({events:,} queued events)", "/s")
     best = result.figure(f"raw ceiling: fastest Python client, {CONCURRENCY} in flight", "/s")
-    ratio = result.figure("relay ÷ raw ceiling (fastest Python client)", "ratio", target=">= 0.6")
-    ratio_aiohttp = result.figure("relay ÷ aiohttp client (the relay's own HTTP stack)", "ratio")
+    ratio = result.figure("relay ÷ raw ceiling (fastest Python client)", "ratio")
+    # the target of the relay rebuild (docs/performance.md): against the relay's own HTTP stack
+    ratio_aiohttp = result.figure(
+        "relay ÷ aiohttp client (the relay's own HTTP stack)", "ratio", target=">= 0.5"
+    )
     relay_cpu = result.figure("relay CPU per delivery", "µs")
     pg_cpu = result.figure("PostgreSQL CPU per delivery", "µs")
+    both_cpu = result.figure("relay + PostgreSQL CPU per delivery", "µs")
     client_cpu = result.figure("aiohttp client CPU per POST (no database)", "µs")
     for _ in range(ctx.repeat):
         database = ctx.clone_backlog(events)
@@ -143,11 +147,13 @@ def run(ctx: Context) -> MeasureResult:
         relay_cpu.samples.append(drained["relay_cpu_us_per_delivery"])
         if drained["postgres_cpu_us_per_delivery"] is not None:
             pg_cpu.samples.append(drained["postgres_cpu_us_per_delivery"])
+            both_cpu.samples.append(drained["relay_cpu_us_per_delivery"] + drained["postgres_cpu_us_per_delivery"])
         client_cpu.samples.append(client_cpu_us["aiohttp"])
     if any(r["capped"] for r in runs):
         relay.note = f"capped at {cap:.0f} s: the rate is what was delivered by then"
-    if not pg_cpu.samples:
+    if not pg_cpu.samples:  # a server on another machine: its CPU cannot be read from here
         result.figures.remove(pg_cpu)
+        result.figures.remove(both_cpu)
     body = int(runs[-1]["mean_body_bytes"])
     matrix = _matrix(url, body, quick=ctx.quick)
     for client, rates in matrix.items():

@@ -16,6 +16,7 @@ another host (``http://１６９.２５４.１６９.２５４/`` is a name to u
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ def blocked_host(host: str, policy: AddressPolicy) -> str | None:
     return blocked_address(host.removeprefix("[").removesuffix("]"), policy)
 
 
+# Pure (no name is resolved here): the relay judges the same few webhook hosts for every request.
+@functools.lru_cache(maxsize=4096)
 def blocked_target(scheme: str, host: str, policy: AddressPolicy) -> str | None:
     """Why a request to ``scheme://host`` is refused before any connection is made, or None."""
     if scheme not in ("http", "https"):
