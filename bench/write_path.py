@@ -83,9 +83,11 @@ def run(ctx: Context) -> MeasureResult:
     for clients in clients_levels:
         baseline = tps["none"][clients]
         result.figure(f"{clients} client(s): TPS, no triggers", "tps").samples = baseline
+        # the relay rebuild's target (docs/performance.md): 0.80 at 8 clients, relay running or not
+        wanted = ">= 0.80" if clients == 8 else None
         for config, label, target in (
-            ("outbox, no relay", "outbox triggers, no relay", None),
-            ("outbox, relay waiting", "outbox triggers, relay waiting", ">= 0.85"),
+            ("outbox, no relay", "outbox triggers, no relay", wanted),
+            ("outbox, relay waiting", "outbox triggers, relay waiting", wanted),
             ("naive pg_notify", "naive row trigger + pg_notify (reference)", None),
         ):
             ratios = [t / b for t, b in zip(tps[config][clients], baseline, strict=True)]

@@ -112,13 +112,15 @@ async def connect(
     autocommit: bool = False,
     application_name: str = APPLICATION_NAME,
     connect_timeout: float = 5.0,
+    durable: bool = True,
 ) -> psycopg.AsyncConnection[DictRow]:
-    """An async connection returning rows as dicts."""
+    """An async connection returning rows as dicts. Not ``durable``: its commits return before
+    their WAL is flushed (for writes whose loss in a database crash only repeats work)."""
+    parameters = session_parameters(application_name, connect_timeout)
+    if not durable:
+        parameters["options"] += " -c synchronous_commit=off"
     conn = await psycopg.AsyncConnection.connect(
-        dsn,
-        autocommit=autocommit,
-        row_factory=dict_row,
-        **session_parameters(application_name, connect_timeout),
+        dsn, autocommit=autocommit, row_factory=dict_row, **parameters
     )
     set_json_loads(orjson.loads, conn)
     return conn

@@ -69,9 +69,10 @@ class Database:
     (``Stopped``), for a relay that is stopping.
     """
 
-    def __init__(self, dsn: str, purpose: str, config: RelayConfig) -> None:
+    def __init__(self, dsn: str, purpose: str, config: RelayConfig, *, durable: bool = True) -> None:
         self._dsn = dsn
         self._purpose = purpose
+        self._durable = durable
         self._config = config
         self._conn: Conn | None = None
         self._failures = 0
@@ -100,6 +101,7 @@ class Database:
                     autocommit=True,
                     application_name=f"outbox-relay-{self._purpose}",
                     connect_timeout=self._config.connect_timeout,
+                    durable=self._durable,
                 )
             except CONNECTION_ERRORS as exc:
                 self._note("unreachable", first_line(exc))

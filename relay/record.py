@@ -64,11 +64,11 @@ async def record_results(
             health[record.webhook_id] = (succeeded, failures + 1)
     to_disable = {r.webhook_id: r.disable_reason for r in records if r.disable_reason}
     back = [webhook for webhook, (succeeded, _) in health.items() if succeeded]
-    # Not durable: a result lost in a database crash means that delivery is sent again, with the
-    # same webhook-id (at least once).
-    async with transaction(conn, durable=False):
-        await conn.execute(
-            query("record_attempts"),
+    # The connection decides durability: the recorder's commits without waiting for the WAL flush
+    # (a result lost in a database crash means that delivery is sent again, same webhook-id).
+    async with transaction(conn):
+        recorded = await conn.execute(
+            query("record_results"),
             {
                 "relay_id": relay_id,
                 "delivery_ids": [r.delivery_id for r in records],
@@ -82,21 +82,8 @@ async def record_results(
                 "errors": [r.error for r in records],
                 "bodies": [r.response_body for r in records],
                 "headers": [r.request_headers for r in records],
-            },
-        )
-        hastened = None
-        if back:  # before record_health, which forgets the failures
-            hastened = await conn.execute(
-                query("hasten_retries"),
-                {
-                    "webhook_ids": back,
-                    "recovered": sorted(recovered),
-                    "delivery_ids": [r.delivery_id for r in records],
-                },
-            )
-        await conn.execute(
-            query("record_health"),
-            {
+                "back": back,
+                "recovered": sorted(recovered),
                 "webhook_ids": list(health),
                 "succeeded": [h[0] for h in health.values()],
                 "failures": [h[1] for h in health.values()],
@@ -122,7 +109,8 @@ async def record_results(
                     },
                 )
             ).fetchall()
+        counted = await recorded.fetchone()
     return Recorded(
         [Disabled(row["id"], row["disabled_reason"]) for row in disabled],
-        max(0, hastened.rowcount) if hastened is not None else 0,
+        int(counted["hastened"]) if counted is not None else 0,
     )

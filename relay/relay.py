@@ -71,7 +71,9 @@ class Relay:
         self._config = config
         self._sender = sender
         self._pipeline_db = Database(dsn, "pipeline", config)
-        self._record_db = Database(dsn, "recorder", config)
+        # Results only repeat work if a database crash loses them (the delivery is sent again, same
+        # webhook-id): the recorder's commits do not wait for the WAL flush (docs/decisions.md).
+        self._record_db = Database(dsn, "recorder", config, durable=False)
         self._listen_db = Database(dsn, "listener", config)
         self._housekeeping_db = Database(dsn, "housekeeping", config)
         self._stopping = anyio.Event()

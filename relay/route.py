@@ -129,6 +129,7 @@ async def route_changes(
         )
         bodies = build.encode_bodies(items, snapshot)
     by_key: dict[tuple[int, int], bytes] = {}
+    forgotten = bool(routed)  # insert_events forgets the changes it routes
     if routed:
         inserted = await conn.execute(
             query("insert_events"),
@@ -138,6 +139,7 @@ async def route_changes(
                 "body_ords": [position for position, _ in built] + [p for p, _ in deleted_bodies],
                 "body_chunks": [item.chunk for _, item in built] + [0 for _ in deleted_bodies],
                 "bodies": bodies + [body for _, body in deleted_bodies],
+                "done": done,
             },
         )
         event_ids = {row["ord"]: row["event_id"] for row in await inserted.fetchall()}
@@ -147,7 +149,8 @@ async def route_changes(
         }
     # events outbox.emit recorded in these transactions (no statement unless there are some)
     routed += await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
-    await conn.execute(query("delete_changes"), {"ids": done})
+    if not forgotten:
+        await conn.execute(query("delete_changes"), {"ids": done})
     return RouteReport(len(done), routed, by_key)
 
 

@@ -229,6 +229,7 @@ where is_active;
 -- Events, their payload chunks and their deliveries, in one statement. Event ids are taken in
 -- routing order so that ordered webhooks see commit order. Bodies built already (no settle delay)
 -- come in %(bodies)b, keyed by the event's position and chunk; the others are built later.
+-- The changes routed (%(done)b) are forgotten in the same statement (one fewer per cycle).
 -- Returns each event's id by its position.
 with input as (
     select nextval(pg_get_serial_sequence('outbox.event', 'id')) as event_id, e.ord, x.*
@@ -274,6 +275,9 @@ deliveries as (
     from chunks c
     cross join unnest(c.webhook_ids) with ordinality as w(webhook_id, n)
     order by c.event_id, c.chunk, w.n
+),
+forgotten as (
+    delete from outbox.change where id = any(%(done)b::bigint[])
 )
 select ord, event_id from input;
 
@@ -526,10 +530,23 @@ from outbox.payload p
 join unnest(%(event_ids)b::bigint[], %(chunks)b::integer[]) as k(event_id, chunk)
   on p.event_id = k.event_id and p.chunk = k.chunk;
 
--- name: record_attempts
--- The outcome of a batch of attempts: the hot queue row is updated, the attempt appended to the
--- log. Only the relay holding the lease updates the delivery (an expired lease may have passed the
--- delivery to another relay); the attempt is logged either way, since it happened.
+-- name: record_results
+-- A batch of attempts, in one statement (the recorder's connection commits without waiting for
+-- the WAL flush: a result lost in a database crash means that delivery is sent again, with the
+-- same webhook-id):
+-- * the hot queue row is updated and the attempt appended to the log. Only the relay holding the
+--   lease updates the delivery (an expired lease may have passed the delivery to another relay);
+--   the attempt is logged either way, since it happened.
+-- * A webhook that answers 2xx again (`back`) after failing: its deliveries waiting for a retry
+--   because the receiver was unreachable or unavailable become due now, instead of each waiting
+--   out its backoff step; the claim still holds them to max_concurrency and rate_limit. Failures
+--   that name the payload (other 4xx, 500) keep their schedule, so a payload the receiver rejects
+--   is not retried at the pace of the others' successes. A webhook failed before if its health
+--   (as this statement's snapshot shows it, before the update below) still counts failures, or
+--   `recovered` says this batch had a failure before its success. The batch's own deliveries were
+--   just decided and keep their times.
+-- * Per webhook: whether the batch had a success, and the failures after the last success.
+-- Returns how many waiting deliveries became due at once.
 with r as (
     select *
     from unnest(%(delivery_ids)b::bigint[], %(attempts)b::integer[], %(states)b::text[],
@@ -553,59 +570,55 @@ updated as (
         last_error = r.error
     from r
     where d.id = r.delivery_id and d.leased_by = %(relay_id)s
-)
-insert into outbox.attempt (delivery_id, attempt, relay_id, started_at, duration_ms, status_code,
-                            error_class, error, response_body, request_headers)
-select r.delivery_id, r.attempt, %(relay_id)s, r.started_at, r.duration_ms, r.status_code,
-       r.error_class, r.error, r.response_body, r.request_headers
-from r
-join outbox.delivery d on d.id = r.delivery_id;
-
--- name: hasten_retries
--- A webhook that answers 2xx again (webhook_ids) after failing: its deliveries waiting for a
--- retry because the receiver was unreachable or unavailable become due now, instead of each
--- waiting out its backoff step; the claim still holds them to max_concurrency and rate_limit.
--- Failures that name the payload (other 4xx, 500) keep their schedule, so a payload the receiver
--- rejects is not retried at the pace of the others' successes. Runs before record_health: a
--- webhook failed before if its health still counts failures, or `recovered` says this batch had
--- a failure before its success. The batch's own deliveries were just decided and keep their times.
-with back as (
+),
+logged as (
+    insert into outbox.attempt (delivery_id, attempt, relay_id, started_at, duration_ms, status_code,
+                                error_class, error, response_body, request_headers)
+    select r.delivery_id, r.attempt, %(relay_id)s, r.started_at, r.duration_ms, r.status_code,
+           r.error_class, r.error, r.response_body, r.request_headers
+    from r
+    join outbox.delivery d on d.id = r.delivery_id
+),
+back as (
     select v.id
-    from unnest(%(webhook_ids)b::integer[]) as v(id)
+    from unnest(%(back)b::integer[]) as v(id)
     where v.id = any(%(recovered)b::integer[])
        or exists (select 1 from outbox.webhook_health h
                   where h.webhook_id = v.id and h.consecutive_failures > 0)
+),
+hastened as (
+    update outbox.delivery d
+    set next_attempt_at = now()
+    from back
+    where d.webhook_id = back.id
+      and d.state = 'pending'
+      and d.attempts > 0
+      and d.next_attempt_at > now()
+      and (d.last_status is null or d.last_status in (408, 429, 502, 503, 504))
+      and d.id <> all(%(delivery_ids)b::bigint[])
+    returning d.id
+),
+health as (
+    insert into outbox.webhook_health as h
+           (webhook_id, consecutive_failures, failing_since, last_success_at, last_failure_at)
+    select v.webhook_id, v.failures,
+           case when v.failures > 0 then now() end,
+           case when v.succeeded then now() end,
+           case when v.failures > 0 then now() end
+    from unnest(%(webhook_ids)b::integer[], %(succeeded)b::boolean[], %(failures)b::integer[])
+         as v(webhook_id, succeeded, failures)
+    join outbox.webhook w on w.id = v.webhook_id
+    on conflict (webhook_id) do update set
+        consecutive_failures = case when excluded.last_success_at is not null
+                                    then excluded.consecutive_failures
+                                    else h.consecutive_failures + excluded.consecutive_failures end,
+        failing_since = case when excluded.consecutive_failures = 0 then null
+                             when excluded.last_success_at is not null then now()
+                             else coalesce(h.failing_since, now()) end,
+        last_success_at = coalesce(excluded.last_success_at, h.last_success_at),
+        last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at)
 )
-update outbox.delivery d
-set next_attempt_at = now()
-from back
-where d.webhook_id = back.id
-  and d.state = 'pending'
-  and d.attempts > 0
-  and d.next_attempt_at > now()
-  and (d.last_status is null or d.last_status in (408, 429, 502, 503, 504))
-  and d.id <> all(%(delivery_ids)b::bigint[]);
-
--- name: record_health
--- Per webhook: whether the batch had a success, and the failures after the last success.
-insert into outbox.webhook_health as h
-       (webhook_id, consecutive_failures, failing_since, last_success_at, last_failure_at)
-select v.webhook_id, v.failures,
-       case when v.failures > 0 then now() end,
-       case when v.succeeded then now() end,
-       case when v.failures > 0 then now() end
-from unnest(%(webhook_ids)b::integer[], %(succeeded)b::boolean[], %(failures)b::integer[])
-     as v(webhook_id, succeeded, failures)
-join outbox.webhook w on w.id = v.webhook_id
-on conflict (webhook_id) do update set
-    consecutive_failures = case when excluded.last_success_at is not null
-                                then excluded.consecutive_failures
-                                else h.consecutive_failures + excluded.consecutive_failures end,
-    failing_since = case when excluded.consecutive_failures = 0 then null
-                         when excluded.last_success_at is not null then now()
-                         else coalesce(h.failing_since, now()) end,
-    last_success_at = coalesce(excluded.last_success_at, h.last_success_at),
-    last_failure_at = coalesce(excluded.last_failure_at, h.last_failure_at);
+select count(*) as hastened from hastened;
 
 -- name: disable_webhooks
 update outbox.webhook w
