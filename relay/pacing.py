@@ -12,6 +12,14 @@ BUSY_WRITES_PER_SECOND = 300
 BUSY_POLL = 0.01
 
 
+def claim_batch(concurrency: int) -> int:
+    """How many places must be free before the relay claims again (unless nothing is in flight):
+    one freed place at a time would cost a claim per delivery. Half the places: a drain of 20,000
+    on PostgreSQL 15 ran at 760/s claiming at a quarter, 867/s at a half, 813/s at three quarters
+    (fewer, larger claims; the sends of the other half cover the claim's round trips)."""
+    return max(1, concurrency // 2)
+
+
 class WriteRate:
     """Changes routed over the last second."""
 

@@ -37,7 +37,7 @@ from relay.destinations import Destinations
 from relay.errors import ErrorClass
 from relay.housekeeping import Housekeeping
 from relay.listener import Listener
-from relay.pacing import BUSY_POLL, Due, WriteRate
+from relay.pacing import BUSY_POLL, Due, WriteRate, claim_batch
 from relay.payloads import action_only
 from relay.recorder import Recorder
 from relay.schedule import decide, parse_retry_after
@@ -90,7 +90,7 @@ class Relay:
         self._rng = random.Random()
         self._due = Due()
         self._writes = WriteRate()
-        self._claim_batch = max(1, config.concurrency // 4)
+        self._claim_batch = claim_batch(config.concurrency)
         self._listener = Listener(self._listen_db, self._on_wake)
         self._recorder = Recorder(self._record_db, self.id, config, self._on_recorded)
         self._housekeeping = Housekeeping(self._housekeeping_db, self.id, config, self._rng)
@@ -214,7 +214,6 @@ class Relay:
         config = self._config
         due, now = self._due, time.monotonic()
         free = config.concurrency - self._inflight
-        # Claim in batches: one freed place at a time would cost a claim per delivery.
         claiming = free >= self._claim_batch or (free > 0 and not self._inflight)
         if now < min(due.route, due.build, due.claim if claiming else math.inf):
             return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.pacing import BUSY_WRITES_PER_SECOND, SETTLE_CHECK, Due, WriteRate
+from relay.pacing import BUSY_WRITES_PER_SECOND, SETTLE_CHECK, Due, WriteRate, claim_batch
 
 
 def test_writes_over_the_threshold_within_a_second_are_busy_and_age_out():
@@ -83,3 +83,10 @@ def test_the_next_build_is_ahead_and_no_later_than_a_check_while_anything_settle
         assert following <= min(min(settling), now + SETTLE_CHECK)
     else:
         assert following <= now + poll or following in [at + settle for at, _ in routed]
+
+
+@given(st.integers(min_value=1, max_value=100_000))
+def test_a_claim_waits_for_half_the_places_never_more_than_there_are(concurrency: int) -> None:
+    batch = claim_batch(concurrency)
+    assert 1 <= batch <= concurrency  # a relay with every place free claims
+    assert batch >= concurrency // 2  # claims are batched: not one per freed place
