@@ -147,7 +147,9 @@ def run(ctx: Context) -> MeasureResult:
         relay_cpu.samples.append(drained["relay_cpu_us_per_delivery"])
         if drained["postgres_cpu_us_per_delivery"] is not None:
             pg_cpu.samples.append(drained["postgres_cpu_us_per_delivery"])
-            both_cpu.samples.append(drained["relay_cpu_us_per_delivery"] + drained["postgres_cpu_us_per_delivery"])
+            both_cpu.samples.append(
+                drained["relay_cpu_us_per_delivery"] + drained["postgres_cpu_us_per_delivery"]
+            )
         client_cpu.samples.append(client_cpu_us["aiohttp"])
     if any(r["capped"] for r in runs):
         relay.note = f"capped at {cap:.0f} s: the rate is what was delivered by then"

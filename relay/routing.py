@@ -9,7 +9,6 @@ and it was subscribed when the event's transaction committed (docs/decisions.md,
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
