@@ -242,17 +242,18 @@ class Server:
         """CPU seconds of each PostgreSQL process, when the server runs on this machine (embedded,
         or a given server whose backend this process can see: its pid is a local postgres process
         that reports the same data directory); empty for a server elsewhere."""
+        # the backend is looked at while its connection is open: closed, it may be gone already
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             row = conn.execute("select pg_backend_pid(), current_setting('data_directory')").fetchone()
-        assert row is not None
-        try:
-            backend = psutil.Process(row[0])
-            if not self.embedded and not _serves(backend, row[1]):
+            assert row is not None
+            try:
+                backend = psutil.Process(row[0])
+                if not self.embedded and not _serves(backend, row[1]):
+                    return {}
+                postmaster = backend.parent()
+                processes = [postmaster, *postmaster.children()] if postmaster else []
+            except psutil.Error:
                 return {}
-            postmaster = backend.parent()
-            processes = [postmaster, *postmaster.children()] if postmaster else []
-        except psutil.Error:
-            return {}
         snapshot = {}
         for process in processes:
             with contextlib.suppress(psutil.Error):

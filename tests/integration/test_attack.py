@@ -110,6 +110,29 @@ async def test_a_project_over_the_limit_does_not_split_an_import_into_a_dead_chu
     assert "the project 7 alone" in dead[0]["error"]
 
 
+async def test_each_change_is_sized_with_its_own_project(project7, receiver, start_relay):
+    """take_changes estimates each project's size once and joins it to that project's changes:
+    routed in one batch, an import into a project whose object alone is over the limit dies as
+    one chunk, and an import into a small project is delivered whole (neither takes the other's
+    size)."""
+    conn = project7
+    conn.execute("insert into project (id, organization_id) values (8, 1)")
+    conn.execute("update project set label_config = repeat('x', 80 * 1024) where id = 7")
+    lsdb.webhook(conn, receiver.url, project_id=7)
+    lsdb.webhook(conn, receiver.url, project_id=8)
+    conn.execute("delete from outbox.change")
+    _big_tasks(conn, 7, [1] * 5)  # queued before the relay starts: one routing batch
+    _big_tasks(conn, 8, [1] * 5)
+    async with start_relay(max_body_bytes=64 * KiB, webhook_batch_size=100):
+        await settled(conn)
+    dead = not_delivered(conn)
+    assert len(dead) == 1, dead
+    assert dead[0]["error_class"] == "too_large" and "the project 7 alone" in dead[0]["error"]
+    assert len(receiver.requests) == 1
+    assert receiver.requests[0].json["project"]["id"] == 8
+    assert task_numbers(receiver) == [1, 2, 3, 4, 5]
+
+
 async def test_a_delete_over_the_limit_is_never_built(project7, receiver, start_relay):
     """Issue 9 item 2 ("never built; the relay's memory stays bounded"): TASKS_DELETED is not
     split (Label Studio lists every id in one body) and not sized either, so a delete of 8,000

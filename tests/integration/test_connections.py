@@ -8,6 +8,8 @@ from sqlalchemy import text
 
 from outbox import db
 from outbox.admin.database import create_engine
+from relay.relay import Relay
+from tests.conftest import relay_settings
 
 SETTINGS = (
     "select current_setting('jit') as jit, current_setting('TimeZone') as tz, "
@@ -41,3 +43,22 @@ async def test_admin_engine(database_url, pool_size):
     finally:
         await engine.dispose()
     assert dict(row) == {**EXPECTED, "app": "outbox-test"}
+
+
+async def test_a_relays_recorder_commits_without_flush_and_its_pipeline_with_it(database_url):
+    """The recorder's connection alone is opened with synchronous_commit off (results only repeat
+    work if a database crash loses them); the pipeline's claims must wait for the flush, and
+    every other setting is the common one."""
+    relay = Relay(database_url, relay_settings().relay_config())
+    found = {}
+    for purpose, database in (("recorder", relay._record_db), ("pipeline", relay._pipeline_db)):
+        conn = await database.get()
+        try:
+            row = await (
+                await conn.execute(SETTINGS + ", current_setting('synchronous_commit') as sync")
+            ).fetchone()
+        finally:
+            await database.close()
+        found[purpose] = row
+    assert found["recorder"] == {**EXPECTED, "app": "outbox-relay-recorder", "sync": "off"}
+    assert found["pipeline"] == {**EXPECTED, "app": "outbox-relay-pipeline", "sync": "on"}
