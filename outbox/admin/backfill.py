@@ -174,5 +174,6 @@ async def _insert(conn: AsyncConnection, routed: list[Routed], max_bytes: int) -
             "body_ords": [],
             "body_chunks": [],
             "bodies": [],
+            "done": [],  # routing forgets the changes it routed; a backfill routed none
         },
     )
