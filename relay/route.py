@@ -18,7 +18,7 @@ from relay import build, chunks, emitted, payloads
 from relay.actions import CHUNKED, Action
 from relay.database import Conn
 from relay.events import Change, group_changes
-from relay.routing import Routed, Webhook, plan, too_large_reason
+from relay.routing import Routed, Webhook, event_row, plan
 
 # How long a Data Manager delete may pause between its transactions before what was deleted so far
 # is sent anyway (Label Studio died half-way).
@@ -134,7 +134,7 @@ async def route_changes(
         inserted = await conn.execute(
             query("insert_events"),
             {
-                "events": orjson.dumps([_event_input(r, max_bytes) for r in routed]).decode(),
+                "events": orjson.dumps([event_row(r, max_bytes) for r in routed]).decode(),
                 "settle": settle,
                 "body_ords": [position for position, _ in built] + [p for p, _ in deleted_bodies],
                 "body_chunks": [item.chunk for _, item in built] + [0 for _ in deleted_bodies],
@@ -278,21 +278,3 @@ def _webhook(row: DictRow) -> Webhook:
         paused_until=row["paused_until"],
         delete_payload=row["delete_payload"],
     )
-
-
-def _event_input(routed: Routed, max_bytes: int) -> dict[str, Any]:
-    event = routed.event
-    return {
-        "xid": None if event.xid is None else str(event.xid),
-        "action": event.action,
-        "organization_id": event.organization_id,
-        "project_id": event.project_id,
-        "row_ids": list(event.row_ids),
-        "chunk_size": routed.chunk_size,
-        "chunk_starts": [c.start for c in routed.chunks],
-        "chunk_ends": [c.end for c in routed.chunks],
-        "chunk_bytes": [c.bytes for c in routed.chunks],
-        "chunk_errors": [too_large_reason(event, c, max_bytes) for c in routed.chunks],
-        "webhook_ids": [w.id for w in routed.webhooks],
-        "needs_payload": routed.needs_payload,
-    }

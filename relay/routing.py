@@ -143,3 +143,23 @@ def too_large_reason(event: Event, chunk: Chunk, max_bytes: int) -> str | None:
         f"the body would take about {size}{row}, over OUTBOX_MAX_BODY_BYTES ({max_bytes} bytes): "
         "not built, not sent"
     )
+
+
+def event_row(routed: Routed, max_bytes: int) -> dict[str, object]:
+    """One routed event as sql/queries.sql's ``insert_events`` reads it (a JSON object per event,
+    its chunks cut): the relay's routing and the admin's backfill write events through it alike."""
+    event = routed.event
+    return {
+        "xid": None if event.xid is None else str(event.xid),
+        "action": event.action,
+        "organization_id": event.organization_id,
+        "project_id": event.project_id,
+        "row_ids": list(event.row_ids),
+        "chunk_size": routed.chunk_size,
+        "chunk_starts": [c.start for c in routed.chunks],
+        "chunk_ends": [c.end for c in routed.chunks],
+        "chunk_bytes": [c.bytes for c in routed.chunks],
+        "chunk_errors": [too_large_reason(event, c, max_bytes) for c in routed.chunks],
+        "webhook_ids": [w.id for w in routed.webhooks],
+        "needs_payload": routed.needs_payload,
+    }

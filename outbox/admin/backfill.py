@@ -27,7 +27,7 @@ from outbox.sql import query
 from relay import chunks, payloads
 from relay.actions import Action
 from relay.events import Event
-from relay.routing import Routed, Webhook, matches, too_large_reason
+from relay.routing import Routed, Webhook, event_row, matches
 
 # what a backfill can send: rows that exist, as their import sent them
 SUPPORTED = (Action.TASKS_CREATED,)
@@ -149,23 +149,7 @@ def _chunked(event: Event, webhook: Webhook, found: _Project, batch_size: int, m
 
 
 async def _insert(conn: AsyncConnection, routed: list[Routed], max_bytes: int) -> None:
-    events = [
-        {
-            "xid": None,
-            "action": r.event.action,
-            "organization_id": r.event.organization_id,
-            "project_id": r.event.project_id,
-            "row_ids": list(r.event.row_ids),
-            "chunk_size": r.chunk_size,
-            "chunk_starts": [c.start for c in r.chunks],
-            "chunk_ends": [c.end for c in r.chunks],
-            "chunk_bytes": [c.bytes for c in r.chunks],
-            "chunk_errors": [too_large_reason(r.event, c, max_bytes) for c in r.chunks],
-            "webhook_ids": [w.id for w in r.webhooks],
-            "needs_payload": r.needs_payload,
-        }
-        for r in routed
-    ]
+    events = [event_row(r, max_bytes) for r in routed]  # a backfill has no transaction: xid null
     await conn.exec_driver_sql(
         query("insert_events"),
         {
