@@ -22,7 +22,7 @@ async def test_a_webhook_created_after_a_change_never_gets_it(conn, receiver, st
     lsdb.organization(conn)
     lsdb.project(conn, 1)  # committed before the webhook: PROJECT_CREATED is a backlog
     task(conn, 1)
-    lsdb.webhook(conn, receiver.url)
+    lsdb.webhook(conn, receiver.url, ordered=True)  # arrivals in commit order
     task(conn, 2)
     async with start_relay():
         task(conn, 3)
@@ -41,7 +41,7 @@ async def test_a_webhook_made_active_again_gets_nothing_committed_while_it_was_p
 ):
     lsdb.organization(conn)
     lsdb.project(conn, 1)
-    hook = lsdb.webhook(conn, receiver.url, project_id=1)
+    hook = lsdb.webhook(conn, receiver.url, project_id=1, ordered=True)  # in commit order
     task(conn, 1)  # while active: owed
     conn.execute("update outbox.webhook set is_active = false where id = %s", (hook,))
     task(conn, 2)  # while paused: not owed, even though nothing was routed yet
@@ -103,7 +103,7 @@ async def test_an_emitted_event_is_matched_as_of_its_commit_too(conn, receiver, 
         "insert into outbox.action (name, title, payload_key) values ('MODEL_TRAINED', 'Model trained', 'model')"
     )
     emit(conn, "before the webhook")
-    hook = lsdb.webhook(conn, receiver.url, project_id=1)
+    hook = lsdb.webhook(conn, receiver.url, project_id=1, ordered=True)  # in commit order
     emit(conn, "owed")
     conn.execute("update outbox.webhook set is_active = false where id = %s", (hook,))
     emit(conn, "while paused")

@@ -21,7 +21,8 @@ def seeded(conn: Any) -> None:
 
 
 def opt_in(conn: Any, url: str, *actions: str) -> int:
-    return lsdb.webhook(conn, url, send_for_all_actions=False, actions=list(actions))
+    # ordered: the tests read arrivals in commit order (one claim may send several at once)
+    return lsdb.webhook(conn, url, send_for_all_actions=False, actions=list(actions), ordered=True)
 
 
 async def test_task_labeled_when_is_labeled_turns_true(conn, seeded, receiver, start_relay):
@@ -42,7 +43,7 @@ async def test_task_labeled_when_is_labeled_turns_true(conn, seeded, receiver, s
 
 
 async def test_send_for_all_actions_gets_neither_opt_in_action(conn, seeded, receiver, start_relay):
-    lsdb.webhook(conn, receiver.url)  # all actions
+    lsdb.webhook(conn, receiver.url, ordered=True)  # all actions, in commit order
     async with start_relay():
         conn.execute("update task set is_labeled = true where id = 1")
         conn.execute("insert into prediction (task_id, project_id, result) values (1, 1, '[]')")

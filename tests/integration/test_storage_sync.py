@@ -125,7 +125,7 @@ async def test_the_next_sync_of_the_same_storage_is_an_event_of_its_own(conn, re
     table = "io_storages_localfilesimportstorage"
     lsdb.organization(conn)
     lsdb.project(conn, 1)
-    lsdb.webhook(conn, receiver.url)
+    lsdb.webhook(conn, receiver.url, ordered=True)  # both go out in one claim: in commit order
     storage_id = storage(conn, table)
     start_sync(conn, table, storage_id)
     first = [sync_file(conn, table, storage_id, n) for n in range(2)]
