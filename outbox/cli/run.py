@@ -84,10 +84,12 @@ def _run_relay(url: str, settings: Settings) -> None:
     relay = Relay(url, settings.relay_config())
 
     async def run() -> None:
-        async with anyio.create_task_group() as tg:
+        # The handlers are in place before the relay says anything: a SIGTERM right after its first
+        # log line (a supervisor, a test) stopped the process by the default action instead.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with anyio.create_task_group() as tg:
 
-            async def on_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async def on_signals() -> None:
                     async for received in signals:
                         if relay.stopping:
                             logging.getLogger("outbox").warning("second %s: exiting now", received.name)
@@ -96,9 +98,9 @@ def _run_relay(url: str, settings: Settings) -> None:
                         logging.getLogger("outbox").info("%s: stopping", received.name)
                         relay.stop()
 
-            tg.start_soon(on_signals)
-            await relay.run()
-            tg.cancel_scope.cancel()
+                tg.start_soon(on_signals)
+                await relay.run()
+                tg.cancel_scope.cancel()
 
     # uvloop: the relay is event-loop bound (thousands of sockets' worth of callbacks a second)
     anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
