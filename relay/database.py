@@ -190,17 +190,16 @@ def first_line(exc: BaseException) -> str:
 
 
 @asynccontextmanager
-async def transaction(conn: Conn, *, durable: bool = True) -> AsyncIterator[None]:
+async def transaction(conn: Conn) -> AsyncIterator[None]:
     """One transaction with its statements pipelined (fewer round trips).
 
-    Not durable (``durable=False``, or ``without_flush`` called inside) means the commit does not
-    wait for the WAL flush: for transactions whose loss in a database crash only repeats work.
-    Every claim is durable and comes before any request is sent, and a WAL flush covers everything
-    written before it, so no request ever goes out for a change the database could still forget.
+    It commits as its connection does (``Database(durable=False)``: without waiting for the WAL
+    flush), unless ``without_flush`` is called inside: for transactions whose loss in a database
+    crash only repeats work. Every claim is durable and comes before any request is sent, and a WAL
+    flush covers everything written before it, so no request ever goes out for a change the
+    database could still forget.
     """
     async with conn.pipeline(), conn.transaction():
-        if not durable:
-            await without_flush(conn)
         yield
 
 
