@@ -34,7 +34,7 @@ from outbox.admin.models import (
     EventPage,
     Recovered,
 )
-from outbox.admin.webhooks import notify_relays, transaction
+from outbox.admin.webhooks import consistent_read, notify_relays, transaction
 from relay.deliveries import message_id
 
 d = t.delivery
@@ -192,7 +192,7 @@ async def _detail(conn: AsyncConnection, delivery_id: int) -> DeliveryDetail:
 
 async def get_delivery(engine: AsyncEngine, delivery_id: int) -> DeliveryDetail:
     """One delivery with every attempt made, in order."""
-    async with transaction(engine) as conn:
+    async with consistent_read(engine) as conn:
         return await _detail(conn, delivery_id)
 
 
@@ -292,7 +292,7 @@ async def relays_alive(conn: AsyncConnection) -> int:
 async def wait_for_outcome(engine: AsyncEngine, delivery_id: int, seconds: float) -> DeliveryDetail:
     """The delivery once its first attempt is recorded, or as it is after ``seconds`` (at
     once when no relay is alive to make the attempt)."""
-    async with transaction(engine) as conn:
+    async with consistent_read(engine) as conn:
         detail = await _detail(conn, delivery_id)
         alive = await relays_alive(conn)
     if seconds <= 0 or not alive:
@@ -300,7 +300,7 @@ async def wait_for_outcome(engine: AsyncEngine, delivery_id: int, seconds: float
     with anyio.move_on_after(seconds):
         while detail.state == "pending" and not detail.attempt_log:
             await anyio.sleep(0.05)
-            async with transaction(engine) as conn:
+            async with consistent_read(engine) as conn:
                 detail = await _detail(conn, delivery_id)
     return detail
 

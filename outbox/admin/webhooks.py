@@ -69,6 +69,23 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise translated from None
 
 
+@asynccontextmanager
+async def consistent_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction whose statements share one snapshot (REPEATABLE READ). A read
+    made of several statements needs it: under READ COMMITTED a relay's commit between them tore
+    a delivery in two (still "pending", yet with the attempt that delivered it)."""
+    try:
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            async with conn.begin():
+                yield conn
+    except DBAPIError as exc:
+        translated = database.translate(exc)
+        if translated is None:
+            raise
+        raise translated from None
+
+
 def _query() -> Select[Any]:
     return select(
         w,
