@@ -8,11 +8,9 @@ Every run is the installed console script in a subprocess, as a user runs it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from tests.support import cli
 from tests.support.waiting import wait_until, wait_until_answering
 
 PASSWORD = "Sup3rS3cretPW"
@@ -60,19 +59,8 @@ FINITE_COMMANDS = (
 )
 
 
-def _executable() -> str:
-    return shutil.which("outbox") or str(Path(sys.executable).parent / "outbox")
-
-
-def _env(extra: dict[str, str]) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OUTBOX_") and k != "DATABASE_URL"}
-    return {**clean, **extra}
-
-
 def outbox(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_executable(), *args], env=_env(env), capture_output=True, text=True, timeout=timeout
-    )
+    return cli.outbox(*args, env=env, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:
@@ -97,8 +85,8 @@ def test_a_bad_database_url_is_one_line_without_the_password(case):
         "server refuses": "cannot connect",
         "key=value refused": "cannot connect",
     }[case]
-    for command in FINITE_COMMANDS:
-        result = outbox(*command, DATABASE_URL=BAD_DSNS[case], OUTBOX_ADMIN_TOKEN=TOKEN)
+    env = {"DATABASE_URL": BAD_DSNS[case], "OUTBOX_ADMIN_TOKEN": TOKEN}
+    for result in cli.outbox_each(FINITE_COMMANDS, env=env):
         assert_one_line_error(result, expected)
 
 
@@ -116,7 +104,11 @@ def _start(*args: str, **env: str) -> tuple[subprocess.Popen[str], Path]:
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"outbox-hardening-{os.getpid()}-{time.monotonic_ns()}.log"
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [_executable(), *args], env=_env(env), stdout=sink, stderr=subprocess.STDOUT, text=True
+            [cli.executable(), *args],
+            env=cli.environment(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     return process, log
 
@@ -220,8 +212,7 @@ def test_a_database_without_outbox_says_run_migrate(ls_database_url):
     """issue 9 item 8: not `relation "outbox.webhook" does not exist` in 100 lines of traceback."""
     with psycopg.connect(ls_database_url, autocommit=True) as conn:  # for `webhooks add`
         conn.execute("insert into organization (id, title) values (1, 'org')")
-    for command in NOT_INSTALLED_COMMANDS:
-        result = outbox(*command, DATABASE_URL=ls_database_url, timeout=30)
+    for result in cli.outbox_each(NOT_INSTALLED_COMMANDS, env={"DATABASE_URL": ls_database_url}, timeout=60):
         assert_one_line_error(result, "outbox is not installed in this database", "outbox migrate")
     # (`outbox relay` and `outbox api` wait for the migration instead, saying so once: see
     # tests/integration/test_hardening_relay.py and tests/integration/api/test_api_hardening.py)
@@ -231,7 +222,7 @@ def test_a_database_without_outbox_says_run_migrate(ls_database_url):
 
 def test_ids_that_do_not_exist_and_bad_times_are_one_line(database_url):
     """issue 9 item 8: the predictable mistakes of an admin command."""
-    for command, expected in (
+    mistakes = (
         (("webhooks", "show", "99"), "Webhook 99 not found"),
         (("webhooks", "pause", "99"), "Webhook 99 not found"),
         (("webhooks", "test", "99", "--wait", "0"), "99"),
@@ -241,16 +232,18 @@ def test_ids_that_do_not_exist_and_bad_times_are_one_line(database_url):
         (("deliveries", "recover", "99", "--since", "1h"), "99"),
         (("events", "list", "--since", "yesterday"), "--since"),
         (("deliveries", "list", "1", "--until", "soon"), "--until"),
-    ):
-        result = outbox(*command, DATABASE_URL=database_url)
+    )
+    results = cli.outbox_each([command for command, _ in mistakes], env={"DATABASE_URL": database_url})
+    for result, (_, expected) in zip(results, mistakes, strict=True):
         assert_one_line_error(result, expected)
 
 
 def test_a_database_that_does_not_exist_is_one_line(database_url):
     """issue 9 item 8: the server answers, the database is not there."""
     missing = make_conninfo(database_url, dbname="no_such_database_here")
-    for command in (("migrate",), ("webhooks", "list"), ("prune",)):
-        result = outbox(*command, DATABASE_URL=missing)
+    for result in cli.outbox_each(
+        (("migrate",), ("webhooks", "list"), ("prune",)), env={"DATABASE_URL": missing}
+    ):
         assert_one_line_error(result, "cannot connect", "no_such_database_here")
 
 
