@@ -313,11 +313,13 @@ where p.built_at is null
                    from public.task_completion a
                    where a.task_id = t.id
                ) c
-               where (case when e.action = 'TASKS_CREATED'
-                           then t.id = any(e.row_ids[p.row_start + 1 : p.row_end])
-                           else t.id in (select a.task_id from public.task_completion a
-                                         where a.id = any(e.row_ids[p.row_start + 1 : p.row_end]))
-                      end)
+               -- the tasks as one array: `= any` of an array is an index scan, where a CASE or
+               -- an OR around `in (select ...)` read the whole task table for every payload
+               where t.id = any (case when e.action = 'TASKS_CREATED'
+                                      then e.row_ids[p.row_start + 1 : p.row_end]
+                                      else array(select a.task_id from public.task_completion a
+                                                 where a.id = any(e.row_ids[p.row_start + 1 : p.row_end]))
+                                 end)
                  and (t.total_annotations <> c.total or t.cancelled_annotations <> c.cancelled
                       or t.is_labeled <> (c.finished >= t.overlap)
                       -- and, for annotation events, Label Studio's last write of the task: its
@@ -372,8 +374,11 @@ select t.*,
        array(select c.user_id from public.task_comment_authors c
               where c.task_id = t.id order by c.id) as comment_authors
 from public.task t
-where t.id = any(%(ids)s)
-   or t.id in (select a.task_id from public.task_completion a where a.id = any(%(annotation_ids)s));
+-- one array, so that the task table is read by its index (an OR with `in (select ...)` read all of
+-- it: 155 ms for 1,000 tasks of 21,000)
+where t.id = any (%(ids)s::integer[]
+                  || array(select a.task_id from public.task_completion a
+                           where a.id = any(%(annotation_ids)s::integer[])));
 
 -- name: fetch_annotations
 select a.* from public.task_completion a where a.id = any(%(ids)s);
