@@ -85,6 +85,9 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "0012_active_webhooks_opt_in.sql",
         "(versioned)",
         "pending",
+        "0013_payload_lz4.sql",
+        "(versioned)",
+        "pending",
         "capture.sql",
         "(repeatable)",
     ]
@@ -94,7 +97,7 @@ def test_migrate_status_print_and_uninstall(ls_database_url):
         "create table outbox.webhook" in printed.stdout and "create trigger outbox_insert" in printed.stdout
     )
     applied = outbox("migrate", env=env)
-    assert applied.returncode == 0 and "13 migration(s) applied" in applied.stdout
+    assert applied.returncode == 0 and "14 migration(s) applied" in applied.stdout
     assert outbox("migrate", env=env).stdout.strip() == "outbox is up to date"
     assert "begin;" not in outbox("migrate", "--print", env=env).stdout
     removed = outbox("uninstall", env=env)
