@@ -484,7 +484,7 @@ class RelayProcess:
             stderr=self._log,
             stdout=subprocess.DEVNULL,
         )
-        if self._profile is not None and shutil.which("py-spy"):
+        if self._profile is not None:  # (bench.run checked that py-spy is there)
             self._spy = subprocess.Popen(
                 [
                     "py-spy",

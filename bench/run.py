@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.profile is not None and not shutil.which("py-spy"):
+        # (it used to record nothing, silently)
+        print("python -m bench: --profile needs py-spy on PATH (pip install py-spy)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING)
     repeat = args.repeat or (1 if args.quick else 3)
     names = args.only or list(MEASURES)
