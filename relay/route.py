@@ -97,9 +97,9 @@ async def route_changes(
     if clear_waiting:  # busy now: writers need not NOTIFY until this relay waits again
         await conn.execute(query("clear_waiting"), {"relay_id": relay_id})
     if not webhooks:  # nobody subscribed: nothing to group, only to forget
-        forgotten = await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
+        unsent = await emitted.route(conn, rows, webhooks, settle=settle, max_bytes=max_bytes)
         await conn.execute(query("delete_changes"), {"ids": done})
-        return RouteReport(len(done), forgotten)
+        return RouteReport(len(done), unsent)
     changes = [_change(row) for row in rows]
     # events nobody subscribed to are not kept: they would cost Label Studio's database a
     # write for each of its own
