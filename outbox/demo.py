@@ -173,15 +173,20 @@ def run_demo(settings: Settings, *, tasks: int = 12) -> int:
     if not MIN_TASKS <= tasks <= MAX_TASKS:
         raise ValueError(f"--tasks: {MIN_TASKS} to {MAX_TASKS} tasks, not {tasks}")
     console = Console(highlight=False, soft_wrap=True)
-    server = embedded.start(settings.data_dir)
-    embedded.ensure_database(server.url(), DEMO_DATABASE, fresh=True)
-    url = server.url(DEMO_DATABASE)
-    console.print(f"[bold]outbox demo[/] on an embedded PostgreSQL in {settings.data_dir}/")
-    with db.connect_sync(url, autocommit=True) as conn:
-        conn.execute(sql.read("label_studio_sandbox.sql"))
-        applied = migrations.migrate(conn)
-        console.print(f"  installed outbox: {', '.join(m.name for m in applied)}")
-    return anyio.run(_session, settings, url, tasks, console)
+    # a SIGTERM (a supervisor, `timeout`) stops the embedded server on the way out, as Ctrl-C does
+    with embedded.interruptible():
+        server = embedded.start(settings.data_dir)
+        try:
+            embedded.ensure_database(server.url(), DEMO_DATABASE, fresh=True)
+            url = server.url(DEMO_DATABASE)
+            console.print(f"[bold]outbox demo[/] on an embedded PostgreSQL in {settings.data_dir}/")
+            with db.connect_sync(url, autocommit=True) as conn:
+                conn.execute(sql.read("label_studio_sandbox.sql"))
+                applied = migrations.migrate(conn)
+                console.print(f"  installed outbox: {', '.join(m.name for m in applied)}")
+            return anyio.run(_session, settings, url, tasks, console)
+        finally:
+            server.stop()
 
 
 async def _session(settings: Settings, url: str, tasks: int, console: Console) -> int:

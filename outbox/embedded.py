@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,19 @@ class EmbeddedServer:
         beside ``outbox up``). Also done at exit; a second call does nothing."""
         if self._handle is not None:
             self._handle.cleanup()
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM interrupts like Ctrl-C (KeyboardInterrupt) inside the block, so that an embedded
+    server started there is stopped on the way out (``stop``, or at exit): by the default action,
+    the process would die and leave the server running. An event loop's own handlers, installed
+    inside, take over while they are in place."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _pgdata(data_dir: Path) -> Path:

