@@ -114,7 +114,9 @@ async def test_a_vanished_relays_requests_in_flight_count_only_as_long_as_its_le
             # the claims that delivered every event to `stale` skipped `full`, whose places the
             # vanished relay still holds
             assert conn.execute(DELIVERED, (full,)).fetchone()["count"] == 0
-            conn.execute("update outbox.relay set busy_at = now() - interval '1 hour' where hostname = 'gone'")
+            conn.execute(
+                "update outbox.relay set busy_at = now() - interval '1 hour' where hostname = 'gone'"
+            )
             await sql_wait(DELIVERED, (full,), until=lambda n: n == len(sent))
     assert sorted(r.path for r in receiver.requests) == ["/full"] * 3 + ["/stale"] * 3
 

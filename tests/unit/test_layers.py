@@ -28,7 +28,19 @@ RELAY_IO = {f"relay.{name}" for name in (
     "database", "listener", "recorder", "housekeeping",  # the components
     "sender", "destinations", "sender_amqp", "sender_nats", "sender_redis",
 )}  # fmt: skip
-IO_LIBRARIES = {"aiormq", "nats", "redis", "aiohttp", "psycopg", "anyio", "httpx", "asyncio", "socket", "sqlalchemy", "uvloop"}
+IO_LIBRARIES = {
+    "aiormq",
+    "nats",
+    "redis",
+    "aiohttp",
+    "psycopg",
+    "anyio",
+    "httpx",
+    "asyncio",
+    "socket",
+    "sqlalchemy",
+    "uvloop",
+}
 RELAY_MAY_USE_OF_OUTBOX = {"outbox.db", "outbox.sql"}
 COMPOSERS = {"outbox.cli.run", "outbox.demo", "outbox.up"}
 # the command line's shared modules: the command groups import these, never each other
@@ -96,7 +108,11 @@ def test_the_command_line_has_no_import_cycle():
     cli = {name: path for name, path in OUTBOX.items() if within(name, {"outbox.cli"})}
     groups = set(cli) - CLI_SHARED - {"outbox.cli"}
     assert {"outbox.cli.run", "outbox.cli.api", "outbox.cli.webhooks", "outbox.cli.deliveries"} <= groups
-    allowed = {"outbox.cli.common": set(), "outbox.cli.render": set(), "outbox.cli.admin": {"outbox.cli.common"}}
+    allowed = {
+        "outbox.cli.common": set(),
+        "outbox.cli.render": set(),
+        "outbox.cli.admin": {"outbox.cli.common"},
+    }
     for name in set(cli) - {"outbox.cli"}:
         # ``from outbox.cli import admin`` names the package and the module: the module counts
         used = {n for n in imports(cli[name]) if within(n, {"outbox.cli"})} - {"outbox.cli"}

@@ -243,24 +243,35 @@ async def test_database_check_is_a_backstop(api):
             await webhooks.create(engine, bad, max_per_organization=100)
     finally:
         await engine.dispose()
-    assert caught.value.errors == {"url": ["webhook url must be an absolute http:// or https:// URL, or a broker URL (amqp://, amqps://, nats://, tls://, redis://, rediss://)"]}
+    assert caught.value.errors == {
+        "url": [
+            "webhook url must be an absolute http:// or https:// URL, or a broker URL (amqp://, amqps://, nats://, tls://, redis://, rediss://)"
+        ]
+    }
 
 
 def test_a_urls_password_is_listed_masked_and_kept_when_sent_back_masked(api, seeded):
     """A broker URL (or HTTP basic auth) carries a password: listings show it as ***, a client
     sending back what it read keeps the stored one, a new one replaces it."""
     with api.client() as client:
-        created = client.post("/api/webhooks/", json={"url": "http://bob:pw-1-secret@127.0.0.1:9/h", "project": 1})
+        created = client.post(
+            "/api/webhooks/", json={"url": "http://bob:pw-1-secret@127.0.0.1:9/h", "project": 1}
+        )
         assert created.status_code == 201, created.text
         hook = created.json()
         assert hook["url"] == "http://bob:***@127.0.0.1:9/h"
         listed = client.get("/api/webhooks/").json()
         assert "pw-1-secret" not in str(listed)
         read = client.get(f"/api/webhooks/{hook['id']}/").json()
-        assert client.put(f"/api/webhooks/{hook['id']}/", json={**read, "url": read["url"] + "?x=1"}).status_code == 200
+        assert (
+            client.put(f"/api/webhooks/{hook['id']}/", json={**read, "url": read["url"] + "?x=1"}).status_code
+            == 200
+        )
 
         def stored() -> str:
-            return seeded.execute("select url from outbox.webhook where id = %s", (hook["id"],)).fetchone()["url"]
+            return seeded.execute("select url from outbox.webhook where id = %s", (hook["id"],)).fetchone()[
+                "url"
+            ]
 
         assert stored() == "http://bob:pw-1-secret@127.0.0.1:9/h?x=1"
         client.patch(f"/api/webhooks/{hook['id']}/", json={"url": "http://bob:pw-2@127.0.0.1:9/h"})
