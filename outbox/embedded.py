@@ -59,12 +59,6 @@ def interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def reinterruptible() -> None:
-    """SIGTERM as Ctrl-C again, once an event loop has removed its own handler: asyncio and uvloop
-    reset it to the default action then, not to the handler they replaced."""
-    signal.signal(signal.SIGTERM, _as_ctrl_c)
-
-
 def _as_ctrl_c(signum: int, frame: Any) -> None:
     """What Ctrl-C does: through a running asyncio.Runner's own SIGINT handler when there is one
     (it cancels the main task, which then unwinds as on Ctrl-C; a KeyboardInterrupt raised inside a

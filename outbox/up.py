@@ -206,6 +206,10 @@ def run(settings: Settings, *, no_auth: bool, redact: Redactor) -> int:
                 target.server.stop()
 
 
+# How long a forced exit waits for the app's lifespan shutdown (it closes pooled connections).
+LIFESPAN_SHUTDOWN_SECONDS = 2.0
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server without its signal handlers (``up`` owns the signals), saying when it has
     started."""
@@ -222,6 +226,15 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit and self.started:
+            # Forced (a second signal), uvicorn skips the app's lifespan shutdown; left waiting,
+            # its task was cancelled at exit and logged a traceback. The app's shutdown only lets
+            # go of its connection pool.
+            with anyio.move_on_after(LIFESPAN_SHUTDOWN_SECONDS):
+                await self.lifespan.shutdown()
 
 
 class _Started:
@@ -314,6 +327,9 @@ async def _on_signals(stop: Callable[[], None], exit_now: Callable[[], None]) ->
                 log.info("%s: stopping the relay and the API", received.name)
                 stop()
     finally:
-        # closing the receiver left SIGTERM to the default action (death, with the embedded server
-        # left running) for the rest of the way out
-        embedded.reinterruptible()
+        # The way out is under way, and bounded (the relay's stop deadline, the API's lifespan,
+        # the embedded server's stop): later signals change nothing. Closing the receiver had left
+        # them to the default action, which killed the process half-way out, the embedded server
+        # left running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
