@@ -314,7 +314,8 @@ async def _supervise(
 
 
 async def _on_signals(stop: Callable[[], None], exit_now: Callable[[], None]) -> None:
-    """The first SIGTERM/SIGINT stops everything gracefully, the second at once."""
+    """The first SIGTERM/SIGINT stops everything gracefully, the second at once; later ones are
+    ignored."""
     stopping = False
     try:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -7,8 +7,8 @@ database's CHECK constraints stay the last word, and their refusals become field
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -56,17 +56,24 @@ w = t.webhook
 h = t.webhook_health
 
 
-@asynccontextmanager
-async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A transaction whose data-caused database errors surface as admin errors (400)."""
+@contextmanager
+def _admin_errors() -> Iterator[None]:
+    """Data-caused database errors surface as admin errors (400); the rest as they are."""
     try:
-        async with engine.begin() as conn:
-            yield conn
+        yield
     except DBAPIError as exc:
         translated = database.translate(exc)
         if translated is None:
             raise
         raise translated from None
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A transaction whose data-caused database errors surface as admin errors (400)."""
+    with _admin_errors():
+        async with engine.begin() as conn:
+            yield conn
 
 
 @asynccontextmanager
@@ -74,16 +81,11 @@ async def consistent_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]
     """A read-only transaction whose statements share one snapshot (REPEATABLE READ). A read
     made of several statements needs it: under READ COMMITTED a relay's commit between them tore
     a delivery in two (still "pending", yet with the attempt that delivered it)."""
-    try:
+    with _admin_errors():
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             async with conn.begin():
                 yield conn
-    except DBAPIError as exc:
-        translated = database.translate(exc)
-        if translated is None:
-            raise
-        raise translated from None
 
 
 def _query() -> Select[Any]:
