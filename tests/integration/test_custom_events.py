@@ -55,7 +55,9 @@ def test_the_registry_is_seeded_with_label_studios_actions_as_the_relay_knows_th
 
 async def test_an_emitted_event_is_delivered_iff_its_transaction_commits(ls, receiver, start_relay):
     secret = generate_secret()
-    lsdb.webhook(ls, receiver.url, project_id=1, secret=secret)
+    # ordered: the marker arrives after everything committed before it (unordered, the two
+    # committed events may be sent side by side and arrive either way round)
+    lsdb.webhook(ls, receiver.url, project_id=1, secret=secret, ordered=True)
     async with start_relay():
         # the application fails after emitting: rolled back
         with pytest.raises(ZeroDivisionError), ls.transaction():

@@ -90,9 +90,10 @@ async def test_events_of_a_deleted_project_reach_webhooks_whatever_the_order_of_
     org, receiver, start_relay
 ):
     """Item 2, other orders: a task created, the project renamed, the task deleted, another project
-    created, then the first project deleted, all while no relay runs; then the relay routes it."""
+    created, then the first project deleted, all while no relay runs; then the relay routes it.
+    The webhook is ordered, so the deleted project's events must also arrive in commit order."""
     conn = org
-    lsdb.webhook(conn, f"{receiver.url}/org")
+    lsdb.webhook(conn, f"{receiver.url}/org", ordered=True)
     conn.execute("insert into project (id, organization_id) values (7, 1)")
     conn.execute("insert into task (id, data, project_id) values (11, '{}', 7)")
     conn.execute("update project set title = 'renamed' where id = 7")
