@@ -52,7 +52,7 @@ group by n.nspname, c.relname, l.pid, a.state, a.application_name, a.xact_start
 order by a.xact_start nulls last, l.pid, relation;
 
 -- ---------------------------------------------------------------------------------------------
--- relay: presence and wake-ups (relay/store.py)
+-- relay: presence and wake-ups (relay/presence.py)
 
 -- name: commit_without_flush
 set local synchronous_commit = off;
