@@ -20,6 +20,23 @@ def claim_batch(concurrency: int) -> int:
     return max(1, concurrency // 2)
 
 
+def next_route(now: float, routed: int, limit: int, poll_interval: float, *, busy: bool) -> float:
+    """When to route again after a routing that took ``routed`` changes (at most ``limit`` a
+    batch): at once after a full batch (more are queued behind it); after a partial one, at once
+    too unless Label Studio writes hard (``busy``), then BUSY_POLL later: routing back to back would
+    take a few changes at a time; the poll interval after an empty one (or sooner, on NOTIFY).
+
+    Measured on PostgreSQL 15 under 8 single-row writers: routing back to back cost them 0.73 →
+    0.57 of their TPS without triggers; a routing every 10 ms, 0.73 → 0.65. The cost is in
+    PostgreSQL, not in the relay's CPU: a bare loop of the routing statements costs the writers as
+    much. Below the busy rate, routing again at once is what finds the next event soonest."""
+    if routed >= limit or (routed and not busy):
+        return now
+    if routed:
+        return now + min(BUSY_POLL, poll_interval)
+    return now + poll_interval
+
+
 class WriteRate:
     """Changes routed over the last second."""
 

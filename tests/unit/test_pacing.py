@@ -6,7 +6,15 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay.pacing import BUSY_WRITES_PER_SECOND, SETTLE_CHECK, Due, WriteRate, claim_batch
+from relay.pacing import (
+    BUSY_POLL,
+    BUSY_WRITES_PER_SECOND,
+    SETTLE_CHECK,
+    Due,
+    WriteRate,
+    claim_batch,
+    next_route,
+)
 
 
 def test_writes_over_the_threshold_within_a_second_are_busy_and_age_out():
@@ -28,6 +36,28 @@ def test_busy_counts_exactly_the_last_seconds_changes(batches):
     now = batches[-1][0] if batches else 0.0
     recent = sum(c for at, c in batches if at >= now - 1.0)
     assert rate.busy(now) == (recent >= BUSY_WRITES_PER_SECOND)
+
+
+def test_routing_again_is_at_once_after_a_full_batch_soon_after_a_partial_one_else_at_the_poll():
+    assert next_route(5.0, 1000, 1000, 1.0, busy=True) == 5.0
+    assert next_route(5.0, 1200, 1000, 1.0, busy=True) == 5.0  # whole transactions: over the limit
+    assert next_route(5.0, 3, 1000, 1.0, busy=True) == 5.0 + BUSY_POLL
+    assert next_route(5.0, 3, 1000, 1.0, busy=False) == 5.0  # quiet: the next event soonest
+    assert next_route(5.0, 0, 1000, 1.0, busy=True) == 6.0
+    assert next_route(5.0, 0, 1000, 1.0, busy=False) == 6.0
+    # a poll interval shorter than the busy poll is never lengthened
+    assert next_route(5.0, 3, 1000, 0.001, busy=True) == 5.001
+
+
+@given(st.floats(0, 1e6), st.integers(0, 5000), st.integers(1, 5000), st.floats(0.001, 60), st.booleans())
+def test_routing_again_is_never_in_the_past_and_never_after_the_poll(now, routed, limit, poll, busy):
+    following = next_route(now, routed, limit, poll, busy=busy)
+    assert now <= following <= now + poll
+    # under heavy writes, back to back only while batches come full
+    if busy:
+        assert (following == now) == (routed >= limit)
+    # an empty routing waits longest
+    assert next_route(now, 0, limit, poll, busy=busy) >= following
 
 
 def test_ready_times_bring_build_and_claim_forward_and_then_the_poll_takes_over():
