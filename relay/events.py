@@ -77,6 +77,11 @@ class _Rows:
         return {row_id for rows in self.by_project.values() for row_id in rows}
 
 
+# What a transaction did not do to a (table, op): read only (``_transaction_events`` asks for every
+# pair, most of which a transaction did not touch; one shared instance instead of one per question)
+_NOTHING = _Rows()
+
+
 def group_changes(changes: Iterable[Change]) -> list[Event]:
     """Events of every transaction in ``changes``, transactions in order of their first change.
 
@@ -164,7 +169,7 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
             batched.update(change.row_ids)
 
     def rows(table: str, op: str) -> _Rows:
-        return seen.get((table, op), _Rows())
+        return seen.get((table, op), _NOTHING)
 
     projects_created = rows("project", "INSERT")
     projects_updated = rows("project", "UPDATE")
@@ -258,6 +263,8 @@ def _transaction_events(changes: Sequence[Change]) -> tuple[list[Event], list[tu
 
     for declared in DECLARED:
         changed = rows(declared.table, declared.op)
+        if changed is _NOTHING:
+            continue
         born = rows(declared.table, "INSERT").ids() if declared.op != "INSERT" else set()
         gone = rows(declared.table, "DELETE").ids() if declared.op != "DELETE" else set()
         for project, found_rows in changed.by_project.items():
