@@ -40,12 +40,21 @@ language plpgsql as $$
 begin
     if tg_op = 'INSERT' then
         -- The hot path of every import and API call: no join, no sort (the relay looks up the
-        -- organization and orders the ids).
+        -- organization and orders the ids). A statement of one row (the API's) is written without
+        -- the grouping, which cost 8 writers of single-row INSERTs a twentieth of their TPS
+        -- (PostgreSQL 15, Label Studio's schema: 0.74 -> 0.78 of their TPS without triggers).
+        -- The second INSERT is the general case.
         insert into outbox.change (table_name, op, project_id, row_ids)
-        select 'task', 'INSERT', n.project_id, array_agg(n.id)
+        select 'task', 'INSERT', n.project_id, array[n.id]
         from new_rows n
-        where n.project_id is not null
-        group by n.project_id;
+        where n.project_id is not null and not exists (select from new_rows offset 1);
+        if not found then
+            insert into outbox.change (table_name, op, project_id, row_ids)
+            select 'task', 'INSERT', n.project_id, array_agg(n.id)
+            from new_rows n
+            where n.project_id is not null
+            group by n.project_id;
+        end if;
     else
         insert into outbox.change (table_name, op, project_id, organization_id, row_ids, old_rows,
                                    detach_xid)
@@ -95,17 +104,29 @@ create or replace function outbox.capture_annotation() returns trigger
 language plpgsql as $$
 begin
     if tg_op = 'INSERT' then
-        -- no join, no sort, as for tasks; both aggregates read the rows in the same order
+        -- no join, no sort, as for tasks; both aggregates read the rows in the same order; one
+        -- row without the grouping, as for tasks
         insert into outbox.change (table_name, op, project_id, row_ids, task_ids)
-        select 'task_completion', 'INSERT', r.project_id, array_agg(r.id), array_agg(r.task_id)
+        select 'task_completion', 'INSERT', r.project_id, array[r.id], array[r.task_id]
         from (
             select n.id, n.task_id,
                    coalesce(n.project_id, (select t.project_id from public.task t where t.id = n.task_id))
                        as project_id
             from new_rows n
         ) r
-        where r.project_id is not null
-        group by r.project_id;
+        where r.project_id is not null and not exists (select from new_rows offset 1);
+        if not found then
+            insert into outbox.change (table_name, op, project_id, row_ids, task_ids)
+            select 'task_completion', 'INSERT', r.project_id, array_agg(r.id), array_agg(r.task_id)
+            from (
+                select n.id, n.task_id,
+                       coalesce(n.project_id, (select t.project_id from public.task t where t.id = n.task_id))
+                           as project_id
+                from new_rows n
+            ) r
+            where r.project_id is not null
+            group by r.project_id;
+        end if;
     elsif tg_op = 'UPDATE' then
         insert into outbox.change (table_name, op, project_id, organization_id, row_ids, task_ids)
         select 'task_completion', 'UPDATE', r.project_id, p.organization_id,

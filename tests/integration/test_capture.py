@@ -40,6 +40,33 @@ def test_a_bulk_insert_is_one_row_per_project_holding_ids(ls):
     )
 
 
+@pytest.mark.parametrize("others", [0, 1, 2], ids=["alone", "with one more", "with two more"])
+def test_a_row_alone_is_captured_as_it_is_among_others(ls, others):
+    """A statement of one row takes a path of its own (no grouping); what it writes is what the
+    general path writes for the same row among others of another project."""
+    ls.execute("insert into task (id, data, project_id) values (1, '{}', 1)")
+    ls.execute("delete from outbox.change")
+    tasks = ["(5, '{}', 1)"] + [f"({100 + n}, '{{}}', 2)" for n in range(others)]
+    ls.execute("insert into task (id, data, project_id) values " + ", ".join(tasks))
+    # annotations without their project: the trigger reads it from the task
+    annotations = ["(20, 1, null)"] + [f"({300 + n}, 1, null)" for n in range(others)]
+    ls.execute("insert into task_completion (id, task_id, project_id) values " + ", ".join(annotations))
+    rows = changes(ls)
+    assert ("task", "INSERT", 1, None, [5], None) in rows
+    if others:
+        assert ("task", "INSERT", 2, None, [100 + n for n in range(others)], None) in rows
+    mine = [r for r in rows if r[0] == "task_completion"]
+    assert len(mine) == 1 and mine[0][:4] == ("task_completion", "INSERT", 1, None)
+    assert sorted(mine[0][4]) == sorted([20] + [300 + n for n in range(others)])
+    assert mine[0][5] == [1] * (1 + others)
+
+
+def test_a_row_without_a_project_is_captured_by_neither_path(ls):
+    ls.execute("insert into task (id, data, project_id) values (1, '{}', null)")
+    ls.execute("insert into task (id, data, project_id) values (2, '{}', null), (3, '{}', null)")
+    assert changes(ls) == []
+
+
 def test_changes_of_one_transaction_share_its_id(ls):
     with ls.transaction():
         ls.execute("insert into task (id, data, project_id) values (1, '{}', 1)")
