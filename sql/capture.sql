@@ -105,7 +105,8 @@ language plpgsql as $$
 begin
     if tg_op = 'INSERT' then
         -- no join, no sort, as for tasks; both aggregates read the rows in the same order; one
-        -- row without the grouping, as for tasks
+        -- row without the grouping, as for tasks (the two forms as one statement, a CTE and
+        -- UNION ALL, cost the 8 writers more than the grouping saved: 0.73 against 0.77)
         insert into outbox.change (table_name, op, project_id, row_ids, task_ids)
         select 'task_completion', 'INSERT', r.project_id, array[r.id], array[r.task_id]
         from (
