@@ -113,7 +113,7 @@ def _stop_started(pgdata: Path, *, remove: bool) -> None:
     that call created (a half-run initdb leaves one that no later start could use)."""
     import shutil
 
-    import psutil  # the wheel's own dependency
+    import psutil  # type: ignore[import-untyped]  # the wheel's own dependency (no stubs)
 
     for proc in psutil.process_iter(attrs=["name", "cmdline"]):
         with contextlib.suppress(psutil.Error):
