@@ -3,6 +3,7 @@ memory; sql/queries.sql, section "relay: building payloads"."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from psycopg.rows import DictRow
 
 from outbox.sql import query
 from relay import emitted, payloads
+from relay.counters import CounterCache
 from relay.database import Conn
 
 # Bodies built in one step are fetched and encoded together: at most this many bytes of them
@@ -44,7 +46,9 @@ class Pending:
     size: int | None = None
 
 
-async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int, bool]:
+async def build_payloads(
+    conn: Conn, *, limit: int, max_rows: int, counters: CounterCache | None = None
+) -> tuple[int, bool]:
     """Build the bodies of payloads whose settle delay has passed, small ones first, at most
     ``max_rows`` rows' and ``BUILD_BYTES`` bytes' worth (a 100,000-task import is built a chunk per
     call, in bounded memory and without holding up the rest). Returns how many were built and
@@ -61,7 +65,7 @@ async def build_payloads(conn: Conn, *, limit: int, max_rows: int) -> tuple[int,
     group = next(iter(groups(pending, max_rows, BUILD_BYTES)), [])
     if group:
         snapshot = await fetch_snapshot(
-            conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in group]
+            conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in group], counters
         )
         stored = await emitted.fetch_payloads(conn, [(p.event_id, p.action) for p in group])
         bodies = encode_bodies(group, snapshot, stored)
@@ -93,16 +97,24 @@ def groups(pending: Sequence[Pending], max_rows: int, max_bytes: int) -> Iterabl
         yield group
 
 
-async def fetch_snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloads.Snapshot:
+async def fetch_snapshot(
+    conn: Conn, wanted: Sequence[payloads.Needs], counters: CounterCache | None = None
+) -> payloads.Snapshot:
     """The current rows behind some payloads: a query per kind of row, in one round trip. jsonb columns come
-    as orjson.Fragment, so Label Studio's JSON passes into payloads unparsed."""
+    as orjson.Fragment, so Label Studio's JSON passes into payloads unparsed. ``counters``: the
+    relay's cache of slow-to-count projects' counters (relay/counters.py); without one, every
+    project is counted."""
     projects = sorted({i for n in wanted for i in n.projects})
+    now = time.monotonic()
+    reused = counters.fresh(projects, now) if counters is not None else {}
+    to_count = [i for i in projects if i not in reused]
     tasks = sorted({i for n in wanted for i in n.tasks})
     annotations = sorted({i for n in wanted for i in n.annotations})
     links = sorted({i for n in wanted for i in n.label_links})
     predictions = sorted({i for n in wanted for i in n.predictions})
     queries = [
         ("fetch_projects", {"ids": projects}, bool(projects)),
+        ("count_projects", {"ids": to_count}, bool(to_count)),
         ("fetch_tasks", {"ids": tasks, "annotation_ids": annotations}, bool(tasks or annotations)),
         ("fetch_annotations", {"ids": annotations}, bool(annotations)),
         ("fetch_label_links", {"ids": links}, bool(links)),
@@ -122,13 +134,17 @@ async def fetch_snapshot(conn: Conn, wanted: Sequence[payloads.Needs]) -> payloa
     found: list[dict[int, DictRow]] = []
     for pending in cursors:
         found.append({row["id"]: row for row in await pending.fetchall()} if pending else {})
+    counted = found[1]
+    if counters is not None:
+        for project_id, row in counted.items():
+            counters.add(project_id, row, at=now, took=row["took"])
     return payloads.Snapshot(
-        projects=found[0],
-        tasks=found[1],
-        annotations=found[2],
-        label_links=found[3],
-        labels=found[4],
-        predictions=found[5],
+        projects={i: {**row, **(counted.get(i) or reused.get(i) or {})} for i, row in found[0].items()},
+        tasks=found[2],
+        annotations=found[3],
+        label_links=found[4],
+        labels=found[5],
+        predictions=found[6],
     )
 
 

@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from relay import build, claim, presence, route
 from relay.claim import BodyCache
 from relay.config import RelayConfig
+from relay.counters import CounterCache
 from relay.database import DATABASE_ERRORS, Conn, Database, Stopped, first_line, transaction, without_flush
 from relay.deliveries import (
     FALLBACK_DELAY,
@@ -92,6 +93,7 @@ class Relay:
         # requests in flight per webhook: counted against max_concurrency with other relays' leases
         self._busy: Counter[int] = Counter()
         self._bodies = BodyCache(BODY_CACHE_BYTES)
+        self._counters = CounterCache()
         self._rng = random.Random()
         self._due = Due()
         self._writes = WriteRate()
@@ -240,7 +242,7 @@ class Relay:
                     worked = True
             if now >= due.build:
                 built, more = await build.build_payloads(
-                    conn, limit=BUILD_LIMIT, max_rows=config.webhook_batch_size
+                    conn, limit=BUILD_LIMIT, max_rows=config.webhook_batch_size, counters=self._counters
                 )
                 due.build = now if more else due.next_build(now, config.poll_interval)
                 if built:
@@ -295,6 +297,7 @@ class Relay:
             max_bytes=config.max_body_bytes,
             # no settle delay: build while routing, one statement and round trip fewer
             build_rows=config.webhook_batch_size if config.settle_ms == 0 else 0,
+            counters=self._counters,
         )
         if not self._backlogged or self._waiting:
             return await routing

@@ -16,6 +16,7 @@ from psycopg.rows import DictRow
 from outbox.sql import query
 from relay import build, chunks, emitted, payloads
 from relay.actions import CHUNKED, Action
+from relay.counters import CounterCache
 from relay.database import Conn
 from relay.events import Change, group_changes
 from relay.routing import Routed, Webhook, event_row, plan
@@ -73,6 +74,7 @@ async def route_changes(
     clear_waiting: bool,
     max_bytes: int,
     build_rows: int = 0,
+    counters: CounterCache | None = None,
 ) -> RouteReport:
     """Turn committed changes into events and deliveries, then forget the changes (inside the
     caller's transaction, which holds the routing lock until it ends).
@@ -81,6 +83,7 @@ async def route_changes(
     ``max_bytes``: the most a body may take (OUTBOX_MAX_BODY_BYTES): chunks are cut to it.
     ``build_rows``: with no settle delay, build the payloads of up to this many rows right away
     (in the same transaction, so they are inserted once, built); the rest wait for the build step.
+    ``counters``: the relay's cache of slow projects' counters (relay/counters.py).
     """
     # one round trip for the lock, the changes and the webhooks; the writes go with what follows
     await conn.execute(query("lock_routing"), {"lock": ROUTING_LOCK})
@@ -120,12 +123,12 @@ async def route_changes(
             built.append(
                 (position, build.Pending(0, index, r.event.action, r.event.project_id, ids, chunk.bytes))
             )
-    routed, deleted_bodies = await _deleted_bodies(conn, routed, _deleted(rows), max_bytes)
+    routed, deleted_bodies = await _deleted_bodies(conn, routed, _deleted(rows), max_bytes, counters)
     bodies: list[bytes] = []
     if built:
         items = [item for _, item in built]
         snapshot = await build.fetch_snapshot(
-            conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in items]
+            conn, [payloads.needs(p.action, p.project_id, p.row_ids) for p in items], counters
         )
         bodies = build.encode_bodies(items, snapshot)
     by_key: dict[tuple[int, int], bytes] = {}
@@ -175,7 +178,11 @@ def _deleted(rows: Sequence[DictRow]) -> dict[str, dict[int, dict[str, Any]]]:
 
 
 async def _deleted_bodies(
-    conn: Conn, routed: list[Routed], deleted: dict[str, dict[int, dict[str, Any]]], max_bytes: int
+    conn: Conn,
+    routed: list[Routed],
+    deleted: dict[str, dict[int, dict[str, Any]]],
+    max_bytes: int,
+    counters: CounterCache | None,
 ) -> tuple[list[Routed], list[tuple[int, bytes]]]:
     """The bodies of delete events that list the deleted rows, built now: the rows exist only in
     the changes, which are forgotten at the end of routing. Returns the events (a body over
@@ -191,6 +198,7 @@ async def _deleted_bodies(
             )
             for _, r in wanted
         ],
+        counters,
     )
     resized, bodies = list(routed), []
     for position, r in wanted:

@@ -19,8 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PURE = {f"relay.{name}" for name in (
-    "actions", "brokers", "chunks", "config", "deliveries", "errors", "events", "pacing", "payloads", "routing", "schedule",
-    "signing", "urls",
+    "actions", "brokers", "chunks", "config", "counters", "deliveries", "errors", "events", "pacing", "payloads", "routing",
+    "schedule", "signing", "urls",
 )}  # fmt: skip
 RELAY_IO = {f"relay.{name}" for name in (
     "relay",  # the loop
