@@ -6,6 +6,11 @@ with the same system-wide clock (CLOCK_MONOTONIC on Linux). Each arrival is matc
 through its ``webhook-id`` (outbox.delivery.message_id → the event's row). The relay runs as
 deployed (``outbox relay``), with ``OUTBOX_SETTLE_MS=0`` and with the default settle delay.
 
+A fourth run commits into a large project (LARGE_TASKS tasks with as many annotations), 20 events
+a second: counting its eight counters takes hundreds of milliseconds, measured in the same run
+(the baseline); a slow count is reused for a while (relay/counters.py), so an event should not wait
+for one.
+
 A third run follows Label Studio's annotation path (25/s): the annotation's INSERT, then, FOLLOW_UP
 later, its task's counters in a transaction of their own; the payload must show them. With the
 default settle delay, the time from the annotation's commit to its arrival is what a receiver of
@@ -37,6 +42,18 @@ ANNOTATE = (
     f" last_action{harness.ANNOTATION_COLUMNS}) values (%s::jsonb, %s, 1, 1, 4.2, 'submitted'"
     f"{harness.ANNOTATION_VALUES}) returning id"
 )
+LARGE_TASKS = 200_000
+LARGE_RATE = 20.0
+SEED_LARGE = (
+    f"insert into public.task (data, project_id, meta{harness.TASK_COLUMNS}) "
+    f"select jsonb_build_object('text', 'seed ' || g), 1, '{{}}'::jsonb{harness.TASK_VALUES} "
+    "from generate_series(1, %(tasks)s) g",
+    "insert into public.task_completion (result, task_id, project_id, completed_by_id, lead_time,"
+    f" last_action{harness.ANNOTATION_COLUMNS}) select '[]'::jsonb, t.id, 1, 1, 4.2, 'submitted'"
+    f"{harness.ANNOTATION_VALUES} from public.task t",
+    "delete from outbox.change",  # the seeding is not what is measured
+    "vacuum analyze",
+)
 COUNT_ANNOTATIONS = (
     "update public.task set total_annotations = total_annotations + 1, is_labeled = true,"
     " updated_at = now() where id = %s"
@@ -50,12 +67,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[rank]
 
 
-def _drive(conn: psycopg.Connection[Any], count: int) -> dict[int, float]:
-    """Commit ``count`` single-row transactions at RATE per second; task id → commit time."""
+def _drive(conn: psycopg.Connection[Any], count: int, rate: float = RATE) -> dict[int, float]:
+    """Commit ``count`` single-row transactions at ``rate`` per second; task id → commit time."""
     committed: dict[int, float] = {}
     start = time.monotonic()
     for n in range(count):
-        due = start + n / RATE
+        due = start + n / rate
         pause = due - time.monotonic()
         if pause > 0:
             time.sleep(pause)
@@ -80,14 +97,33 @@ def _annotate(conn: psycopg.Connection[Any], count: int) -> dict[int, float]:
     return committed
 
 
+def _count_ms(conn: psycopg.Connection[Any]) -> float:
+    """What counting project 1's counters takes, once (the statement relay/build.py runs)."""
+    from outbox.sql import query
+
+    started = time.monotonic()
+    conn.execute(query("count_projects"), {"ids": [1]}).fetchall()
+    return (time.monotonic() - started) * 1000
+
+
 def one_run(
-    ctx: Context, settle_ms: int | None, seconds: float, *, annotations: bool = False
+    ctx: Context,
+    settle_ms: int | None,
+    seconds: float,
+    *,
+    annotations: bool = False,
+    large: int = 0,
 ) -> dict[str, Any]:
     srv, receiver = ctx.server, ctx.receiver
     database = srv.create_database(ctx.templates.installed)
     try:
         with psycopg.connect(srv.url(database), autocommit=True) as conn:
             action = "ANNOTATION_CREATED" if annotations else None
+            count_ms = None
+            if large:
+                for statement in SEED_LARGE:
+                    conn.execute(statement, {"tasks": large} if "%(tasks)s" in statement else None)
+                count_ms = _count_ms(conn)
             harness.add_webhook(conn, receiver.url + "/latency", actions=action)
             label = f"latency-settle-{settle_ms if settle_ms is not None else 'default'}"
             with RelayProcess(srv.url(database), settle_ms=settle_ms, profile=ctx.profile(label)) as relay:
@@ -99,9 +135,10 @@ def one_run(
                     committed = _annotate(conn, count)
                     receiver.wait_for(count, timeout=30)
                 else:
-                    warmup = _drive(conn, WARMUP)
-                    count = int(RATE * seconds)
-                    committed = _drive(conn, count)
+                    rate = LARGE_RATE if large else RATE
+                    warmup = _drive(conn, WARMUP, rate)
+                    count = int(rate * seconds)
+                    committed = _drive(conn, count, rate)
                     receiver.wait_for(WARMUP + count, timeout=30)
             arrivals = receiver.arrivals()
             rows = conn.execute(
@@ -119,6 +156,8 @@ def one_run(
     missing = count - len(latencies)
     return {
         "settle_ms": settle_ms,
+        "large_project_tasks": large,
+        "count_ms": count_ms,
         "events": count,
         "warmup_events": len(warmup),
         "matched": len(latencies),
@@ -153,5 +192,19 @@ def run(ctx: Context) -> MeasureResult:
                 figure = result.figure(f"{label}: commit → arrival {name}", "ms", target=target)
                 if measured[key] is not None:
                     figure.samples.append(measured[key])
-    result.details = {"rate_per_s": RATE, "seconds": seconds, "runs": runs}
+    large = 20_000 if ctx.quick else LARGE_TASKS
+    label = f"project of {large:,} tasks, settle 0"
+    for _ in range(ctx.repeat):
+        measured = one_run(ctx, 0, seconds, large=large)
+        runs.append(measured)
+        if measured["p50_ms"] is not None:
+            result.figure(f"{label}: commit → arrival p50", "ms").samples.append(measured["p50_ms"])
+            result.figure(f"{label}: commit → arrival max", "ms").samples.append(measured["max_ms"])
+            result.figure(f"{label}: counting its counters once (baseline)", "ms").samples.append(
+                measured["count_ms"]
+            )
+            result.figure(f"{label}: p50 ÷ one count", "ratio").samples.append(
+                measured["p50_ms"] / measured["count_ms"]
+            )
+    result.details = {"rate_per_s": RATE, "large_rate_per_s": LARGE_RATE, "seconds": seconds, "runs": runs}
     return result
