@@ -114,13 +114,16 @@ async def fetch_snapshot(
     predictions = sorted({i for n in wanted for i in n.predictions})
     queries = [
         ("fetch_projects", {"ids": projects}, bool(projects)),
-        ("count_projects", {"ids": to_count}, bool(to_count)),
         ("fetch_tasks", {"ids": tasks, "annotation_ids": annotations}, bool(tasks or annotations)),
         ("fetch_annotations", {"ids": annotations}, bool(annotations)),
         ("fetch_label_links", {"ids": links}, bool(links)),
         ("fetch_labels", {"link_ids": links}, bool(links)),
         ("fetch_predictions", {"ids": predictions}, bool(predictions)),
     ]
+    # one statement per project counted, after the database's clock, so that each count's own time
+    # is known (its clock minus the one before): all in the same round trip
+    if to_count:
+        queries += [("clock", {}, True)] + [("count_projects", {"ids": [i]}, True) for i in to_count]
     cursors: list[psycopg.AsyncCursor[DictRow] | None] = []
     for name, params, needed in queries:
         if not needed:
@@ -132,19 +135,27 @@ async def fetch_snapshot(
         await cursor.execute(query(name), params)
         cursors.append(cursor)
     found: list[dict[int, DictRow]] = []
-    for pending in cursors:
+    for pending in cursors[:6]:
         found.append({row["id"]: row for row in await pending.fetchall()} if pending else {})
-    counted = found[1]
-    if counters is not None:
-        for project_id, row in counted.items():
-            counters.add(project_id, row, at=now, took=row["took"])
+    counted: dict[int, DictRow] = {}
+    if to_count:
+        clock = cursors[6]
+        assert clock is not None
+        before = (await clock.fetchall())[0]["at"]
+        for pending in cursors[7:]:
+            assert pending is not None
+            for row in await pending.fetchall():  # (none when the project is gone)
+                counted[row["id"]] = row
+                if counters is not None:
+                    counters.add(row["id"], row, at=now, took=row["counted_at"] - before)
+                before = row["counted_at"]
     return payloads.Snapshot(
         projects={i: {**row, **(counted.get(i) or reused.get(i) or {})} for i, row in found[0].items()},
-        tasks=found[2],
-        annotations=found[3],
-        label_links=found[4],
-        labels=found[5],
-        predictions=found[6],
+        tasks=found[1],
+        annotations=found[2],
+        label_links=found[3],
+        labels=found[4],
+        predictions=found[5],
     )
 
 

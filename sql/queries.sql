@@ -341,11 +341,16 @@ for update of p skip locked;
 -- name: fetch_projects
 select p.* from public.project p where p.id = any(%(ids)s);
 
+-- name: clock
+-- The database's clock, before the project counts of a snapshot (each statement of a pipeline runs
+-- after the one before: a count's time is its clock minus the clock before it).
+select extract(epoch from clock_timestamp())::float8 as at;
+
 -- name: count_projects
 -- The eight counters Label Studio adds to its project object, counted through the project's tasks
--- as Label Studio does, and how long counting took so far in this statement (relay/counters.py
--- reuses a slow project's counters for a while).
-select p.id, c.*, extract(epoch from clock_timestamp() - statement_timestamp())::float8 as took
+-- as Label Studio does, and the clock once they are counted (relay/counters.py reuses a slow
+-- project's counters for a while). One project a statement, so that each count is timed alone.
+select p.id, c.*, extract(epoch from clock_timestamp())::float8 as counted_at
 from public.project p
 cross join lateral (
     select

@@ -79,3 +79,31 @@ async def test_a_project_deleted_while_its_counters_are_kept_is_not_brought_back
         conn.execute("delete from project where id = 1")
         snapshot = await build.fetch_snapshot(db, wanted, cache)
         assert snapshot.projects == {}
+
+
+async def test_each_project_is_timed_by_its_own_count(conn, database_url):
+    """Counted in one statement, a small project counted after a large one took the large one's
+    time too, and so was reused as if it were slow: each is now counted, and timed, alone."""
+    lsdb.organization(conn)
+    for project_id in range(1, 301):
+        lsdb.project(conn, project_id)
+    # one large project among many small ones: the planner counts a project by its indexes
+    conn.execute("insert into task (data, project_id) select '{}', 1 from generate_series(1, 30000)")
+    conn.execute("insert into task (data, project_id) select '{}', p from generate_series(3, 300) p")
+    conn.execute("vacuum analyze task")
+
+    class Recording(counters.CounterCache):
+        def __init__(self) -> None:
+            super().__init__()
+            self.took: dict[int, float] = {}
+
+        def add(self, project_id: int, values: Any, *, at: float, took: float) -> None:
+            self.took[project_id] = took
+            super().add(project_id, values, at=at, took=took)
+
+    cache = Recording()
+    wanted = [payloads.Needs(projects=frozenset({1, 2}))]
+    async with await psycopg.AsyncConnection.connect(database_url, row_factory=dict_row) as db:
+        snapshot = await build.fetch_snapshot(db, wanted, cache)
+    assert snapshot.projects[1]["task_number"] == 30000 and snapshot.projects[2]["task_number"] == 0
+    assert cache.took[2] < cache.took[1] / 2, cache.took
