@@ -120,6 +120,7 @@ async def fetch_snapshot(
         ("fetch_labels", {"link_ids": links}, bool(links)),
         ("fetch_predictions", {"ids": predictions}, bool(predictions)),
     ]
+    kinds = len(queries)  # one statement per kind of row, then the counts
     # one statement per project counted, after the database's clock, so that each count's own time
     # is known (its clock minus the one before): all in the same round trip
     if to_count:
@@ -135,14 +136,14 @@ async def fetch_snapshot(
         await cursor.execute(query(name), params)
         cursors.append(cursor)
     found: list[dict[int, DictRow]] = []
-    for pending in cursors[:6]:
+    for pending in cursors[:kinds]:
         found.append({row["id"]: row for row in await pending.fetchall()} if pending else {})
     counted: dict[int, DictRow] = {}
     if to_count:
-        clock = cursors[6]
+        clock, *counts = cursors[kinds:]
         assert clock is not None
         before = (await clock.fetchall())[0]["at"]
-        for pending in cursors[7:]:
+        for pending in counts:
             assert pending is not None
             for row in await pending.fetchall():  # (none when the project is gone)
                 counted[row["id"]] = row
