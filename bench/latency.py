@@ -192,7 +192,7 @@ def run(ctx: Context) -> MeasureResult:
                 figure = result.figure(f"{label}: commit → arrival {name}", "ms", target=target)
                 if measured[key] is not None:
                     figure.samples.append(measured[key])
-    large = 20_000 if ctx.quick else LARGE_TASKS
+    large = 2_000 if ctx.quick else LARGE_TASKS
     label = f"project of {large:,} tasks, settle 0"
     for _ in range(ctx.repeat):
         measured = one_run(ctx, 0, seconds, large=large)
