@@ -6,15 +6,15 @@ with the same system-wide clock (CLOCK_MONOTONIC on Linux). Each arrival is matc
 through its ``webhook-id`` (outbox.delivery.message_id → the event's row). The relay runs as
 deployed (``outbox relay``), with ``OUTBOX_SETTLE_MS=0`` and with the default settle delay.
 
-A fourth run commits into a large project (LARGE_TASKS tasks with as many annotations), 20 events
-a second: counting its eight counters takes hundreds of milliseconds, measured in the same run
-(the baseline); a slow count is reused for a while (relay/counters.py), so an event should not wait
-for one.
-
 A third run follows Label Studio's annotation path (25/s): the annotation's INSERT, then, FOLLOW_UP
 later, its task's counters in a transaction of their own; the payload must show them. With the
 default settle delay, the time from the annotation's commit to its arrival is what a receiver of
 Label Studio's ``ANNOTATION_CREATED`` waits.
+
+A fourth run commits into a large project (LARGE_TASKS tasks with as many annotations), 20 events
+a second: counting its eight counters takes hundreds of milliseconds, measured in the same run
+(the baseline); a slow count is reused for a while (relay/counters.py), so an event should not wait
+for one.
 """
 
 from __future__ import annotations
